@@ -1,0 +1,1 @@
+"""Typed views of EAS command bodies: parse request trees, build response trees."""

@@ -10,9 +10,13 @@ typed command views in ``activesync.commands`` read and build trees with the hel
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import attrs
+
+
+def _as_children(children: Iterable[Element]) -> tuple[Element, ...]:
+    return tuple(children)
 
 
 @attrs.frozen
@@ -24,7 +28,7 @@ class Element:
     #: Tag name within that page ("Sync", "Status"...).
     tag: str
     #: Child elements; empty for a leaf.
-    children: tuple[Element, ...] = attrs.field(default=(), converter=tuple)
+    children: tuple[Element, ...] = attrs.field(default=(), converter=_as_children)
     #: Inline string content (STR_I), or None.
     text: str | None = None
     #: Opaque content (OPAQUE), or None.

@@ -1,0 +1,172 @@
+"""The UEM as an aiohttp application: ``make_app(config, *, clock, admin_token)``.
+
+Responsibility: compose the registry, store, events, pusher and handlers into one app, with
+its middlewares (errors as JSON, admin token) and background work (push workers, the periodic
+compliance check) in ``cleanup_ctx``. Must not: decide, or hold state outside the app's keys.
+
+One app serves both APIs. The gatekeeper API (``/api/v1/sentry/...``) and the device agent's
+check-in (``/api/v1/mdm/checkin``) are open, as Sentry and Mobile@Work reach Core; everything
+under ``/api/v1/admin/`` and ``/api/v1/eas/`` needs the admin token (``Authorization: Bearer
+<token>`` or ``X-Admin-Token: <token>``, compared in constant time). The lab and
+``sentry-sim uem`` listen on two ports (``uem_url`` and ``uem_admin_url``) served by this same
+app, so both URLs work for every route and the token is what protects the admin API.
+
+Start-up: with a state directory holding a database, the stored registry wins over the config
+(delete the directory to reseed); otherwise the registry is seeded from the config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+
+from simclock import Clock, SystemClock
+from uem_sim.config import UemConfig
+from uem_sim.contract import ContractError
+from uem_sim.errors import UemError
+from uem_sim.events import EventBus
+from uem_sim.handlers import ADMIN_PREFIXES, ROUTES, UEM, _json
+from uem_sim.push import Pusher
+from uem_sim.registry import Registry
+from uem_sim.service import Uem
+from uem_sim.store import SqliteStore
+
+log = logging.getLogger("uem_sim")
+
+ADMIN_TOKEN: Final = web.AppKey("admin_token", str)
+MAX_BODY_BYTES: Final = 1024 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as ``{"error": ..., "hint": ...}`` with the right status."""
+    try:
+        return await handler(request)
+    except UemError as exc:
+        return _json({"error": exc.message, "hint": exc.hint}, status=exc.http_status)
+    except ContractError as exc:
+        return _json(
+            {"error": f"request body: {exc}", "hint": "see uem_sim/contract.py for the message"},
+            status=400,
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        hint = ""
+        if exc.status == 404:
+            hint = "see uem_sim/handlers.py for the routes"
+        elif exc.status == 405:
+            hint = f"allowed methods: {exc.headers.get('Allow', '?')}"
+        elif exc.status == 413:
+            hint = f"bodies are limited to {MAX_BODY_BYTES} bytes"
+        return _json({"error": exc.reason, "hint": hint}, status=exc.status)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _json({"error": "internal error", "hint": "see the UEM's log"}, status=500)
+
+
+def _presented_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return value.strip()
+    return request.headers.get("X-Admin-Token")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Admin routes need the admin token; the gatekeeper and check-in routes do not."""
+    if request.path.startswith(ADMIN_PREFIXES):
+        presented = _presented_token(request)
+        expected = request.app[ADMIN_TOKEN]
+        if presented is None or not hmac.compare_digest(
+            presented.encode("utf-8"), expected.encode("utf-8")
+        ):
+            problem = "missing admin token" if presented is None else "wrong admin token"
+            return _json(
+                {
+                    "error": problem,
+                    "hint": "send 'Authorization: Bearer <admin_token>' (the ready file has it)",
+                },
+                status=401,
+            )
+    return await handler(request)
+
+
+def make_app(
+    config: UemConfig,
+    *,
+    clock: Clock | None = None,
+    admin_token: str,
+    events: EventBus | None = None,
+    push_timeout_s: float = 2.0,
+) -> web.Application:
+    """Build the UEM app; nothing starts until the app runs (see the module docstring)."""
+    if not admin_token:
+        raise ValueError("admin_token must not be empty")
+    the_clock: Clock = clock if clock is not None else SystemClock()
+    bus = events if events is not None else EventBus()
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
+    )
+    app[ADMIN_TOKEN] = admin_token
+    app.add_routes(ROUTES)
+
+    async def state(app: web.Application) -> AsyncIterator[None]:
+        store = SqliteStore(config.state_dir)
+        try:
+            snapshot = store.load()
+            if snapshot is None:
+                registry = Registry.from_config(config, the_clock.now())
+            else:
+                log.info(
+                    "UEM state loaded from %s (config users/devices not reapplied)", store.path
+                )
+                registry = Registry.from_snapshot(snapshot)
+            uem = Uem(registry=registry, store=store, events=bus, clock=the_clock)
+            uem.commit(registry.reevaluate_all(the_clock.now()))
+            app[UEM] = uem
+            yield
+        finally:
+            store.close()
+
+    async def pushing(app: web.Application) -> AsyncIterator[None]:
+        uem = app[UEM]
+        async with aiohttp.ClientSession() as session:
+            pusher = Pusher(session, the_clock, bus, timeout_s=push_timeout_s)
+            for gatekeeper_id, url in uem.registry.gatekeepers.items():
+                pusher.register(gatekeeper_id, url)
+            uem.pusher = pusher
+            try:
+                yield
+            finally:
+                uem.pusher = None
+                await pusher.close()
+
+    async def compliance_checks(app: web.Application) -> AsyncIterator[None]:
+        uem = app[UEM]
+
+        async def loop() -> None:
+            while True:
+                await the_clock.sleep(config.compliance_check_interval_s)
+                uem.commit(uem.registry.reevaluate_all(the_clock.now()))
+
+        task = asyncio.get_running_loop().create_task(loop(), name="uem-compliance-check")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.cleanup_ctx.extend([state, pushing, compliance_checks])
+    return app

@@ -1,0 +1,328 @@
+"""SQLite persistence of the UEM registry: in memory by default, a file in a state directory.
+
+Responsibility: save what ``Registry.take_delta()`` reports changed, and load a ``Snapshot``
+at start-up, so users, devices, records (with their decisions and overrides), tombstones,
+gatekeeper registrations, the policy and the change version survive a restart. Must not:
+decide anything or know about HTTP.
+
+Theory of operation: each entity is one row holding its JSON form (the codec below), keyed by
+its identity; ``meta`` holds the counters and the policy. ``save`` writes one delta in one
+transaction. The shell calls it after every operation; SQLite in WAL mode makes that cheap.
+A fresh database (no ``version`` row) loads as ``None`` and the UEM seeds from its config.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Final
+
+from uem_sim.contract import AccessState, ActiveSyncPolicy
+from uem_sim.model import (
+    EasRecord,
+    Override,
+    OverrideAction,
+    Posture,
+    RegisteredDevice,
+    RuleResult,
+    SecurityPolicy,
+    UemPolicy,
+    User,
+)
+from uem_sim.registry import Delta, Snapshot
+
+#: File name of the database inside the state directory.
+DB_NAME: Final = "uem.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (mailbox TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    mailbox TEXT NOT NULL, device_id TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (mailbox, device_id));
+CREATE TABLE IF NOT EXISTS records (
+    mailbox TEXT NOT NULL, device_id TEXT NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (mailbox, device_id));
+CREATE TABLE IF NOT EXISTS gatekeepers (gatekeeper_id TEXT PRIMARY KEY, push_url TEXT NOT NULL);
+"""
+
+
+# --- codec: model values <-> JSON-able dicts ---
+
+
+def user_to_dict(user: User) -> dict[str, Any]:
+    return {"name": user.name, "email": user.email, "password": user.password}
+
+
+def user_from_dict(d: dict[str, Any]) -> User:
+    return User(name=d["name"], email=d["email"], password=d["password"])
+
+
+def posture_to_dict(p: Posture) -> dict[str, Any]:
+    return {
+        "platform": p.platform,
+        "os_version": p.os_version,
+        "model": p.model,
+        "compromised": p.compromised,
+        "data_protection": p.data_protection,
+        "apps": sorted(p.apps),
+    }
+
+
+def posture_from_dict(d: dict[str, Any]) -> Posture:
+    return Posture(
+        platform=d["platform"],
+        os_version=d["os_version"],
+        model=d["model"],
+        compromised=d["compromised"],
+        data_protection=d["data_protection"],
+        apps=frozenset(d["apps"]),
+    )
+
+
+def device_to_dict(dev: RegisteredDevice) -> dict[str, Any]:
+    return {
+        "device_id": dev.device_id,
+        "mailbox": dev.mailbox,
+        "posture": posture_to_dict(dev.posture),
+        "last_check_in": dev.last_check_in,
+        "applied_policy_version": dev.applied_policy_version,
+        "enrolled_at": dev.enrolled_at,
+    }
+
+
+def device_from_dict(d: dict[str, Any]) -> RegisteredDevice:
+    return RegisteredDevice(
+        device_id=d["device_id"],
+        mailbox=d["mailbox"],
+        posture=posture_from_dict(d["posture"]),
+        last_check_in=d["last_check_in"],
+        applied_policy_version=d["applied_policy_version"],
+        enrolled_at=d["enrolled_at"],
+    )
+
+
+def rule_to_dict(r: RuleResult) -> dict[str, Any]:
+    return {
+        "rule": r.rule,
+        "outcome": r.outcome,
+        "reason": r.reason,
+        "inputs": dict(r.inputs),
+        "detail": r.detail,
+    }
+
+
+def rule_from_dict(d: dict[str, Any]) -> RuleResult:
+    return RuleResult(
+        rule=d["rule"],
+        outcome=d["outcome"],
+        reason=d["reason"],
+        inputs=tuple(d["inputs"].items()),
+        detail=d["detail"],
+    )
+
+
+def override_to_dict(o: Override) -> dict[str, Any]:
+    return {"action": o.action.value, "note": o.note, "at": o.at}
+
+
+def record_to_dict(r: EasRecord) -> dict[str, Any]:
+    return {
+        "mailbox": r.mailbox,
+        "device_id": r.device_id,
+        "aliases": list(r.aliases),
+        "device_type": r.device_type,
+        "protocol_version": r.protocol_version,
+        "user_agent": r.user_agent,
+        "model": r.model,
+        "gatekeeper_ids": list(r.gatekeeper_ids),
+        "first_seen": r.first_seen,
+        "last_seen": r.last_seen,
+        "seq": r.seq,
+        "registered": r.registered,
+        "state": r.state.value,
+        "reasons": r.reasons,
+        "explanation": r.explanation,
+        "trace": [rule_to_dict(t) for t in r.trace],
+        "decided_at": r.decided_at,
+        "version": r.version,
+        "override": None if r.override is None else override_to_dict(r.override),
+        "removed": r.removed,
+    }
+
+
+def record_from_dict(d: dict[str, Any]) -> EasRecord:
+    o = d["override"]
+    return EasRecord(
+        mailbox=d["mailbox"],
+        device_id=d["device_id"],
+        aliases=tuple(d["aliases"]),
+        device_type=d["device_type"],
+        protocol_version=d["protocol_version"],
+        user_agent=d["user_agent"],
+        model=d["model"],
+        gatekeeper_ids=tuple(d["gatekeeper_ids"]),
+        first_seen=d["first_seen"],
+        last_seen=d["last_seen"],
+        seq=d["seq"],
+        registered=d["registered"],
+        state=AccessState(d["state"]),
+        reasons=d["reasons"],
+        explanation=d["explanation"],
+        trace=tuple(rule_from_dict(t) for t in d["trace"]),
+        decided_at=d["decided_at"],
+        version=d["version"],
+        override=None if o is None else Override(OverrideAction(o["action"]), o["note"], o["at"]),
+        removed=d["removed"],
+    )
+
+
+def security_to_dict(s: SecurityPolicy) -> dict[str, Any]:
+    return {
+        "block_compromised": s.block_compromised,
+        "min_os_version": dict(s.min_os_version),
+        "require_data_protection": s.require_data_protection,
+        "max_days_out_of_contact": s.max_days_out_of_contact,
+        "allowed_platforms": None if s.allowed_platforms is None else sorted(s.allowed_platforms),
+        "allowed_models": None if s.allowed_models is None else sorted(s.allowed_models),
+        "blocked_apps": sorted(s.blocked_apps),
+        "block_policy_out_of_date": s.block_policy_out_of_date,
+        "version": s.version,
+    }
+
+
+def security_from_dict(d: dict[str, Any]) -> SecurityPolicy:
+    return SecurityPolicy(
+        block_compromised=d["block_compromised"],
+        min_os_version=d["min_os_version"],
+        require_data_protection=d["require_data_protection"],
+        max_days_out_of_contact=d["max_days_out_of_contact"],
+        allowed_platforms=d["allowed_platforms"],
+        allowed_models=d["allowed_models"],
+        blocked_apps=d["blocked_apps"],
+        block_policy_out_of_date=d["block_policy_out_of_date"],
+        version=d["version"],
+    )
+
+
+def policy_to_dict(p: UemPolicy) -> dict[str, Any]:
+    return {
+        "security_policy": security_to_dict(p.security),
+        "max_devices_per_mailbox": p.max_devices_per_mailbox,
+        "auto_block_unregistered": p.auto_block_unregistered,
+        "activesync_policy": p.activesync.to_dict(),
+    }
+
+
+def policy_from_dict(d: dict[str, Any]) -> UemPolicy:
+    return UemPolicy(
+        security=security_from_dict(d["security_policy"]),
+        max_devices_per_mailbox=d["max_devices_per_mailbox"],
+        auto_block_unregistered=d["auto_block_unregistered"],
+        activesync=ActiveSyncPolicy.from_dict(d["activesync_policy"], "activesync_policy"),
+    )
+
+
+def _dump(value: dict[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+class SqliteStore:
+    """The registry's SQLite database: ``:memory:`` or ``<state_dir>/uem.sqlite3``."""
+
+    def __init__(self, state_dir: str | Path | None = None) -> None:
+        if state_dir is None:
+            self.path = ":memory:"
+        else:
+            directory = Path(state_dir)
+            directory.mkdir(parents=True, exist_ok=True)
+            self.path = str(directory / DB_NAME)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def load(self) -> Snapshot | None:
+        """The stored registry, or ``None`` when the database is fresh."""
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        if "version" not in meta:
+            return None
+        return Snapshot(
+            policy=policy_from_dict(json.loads(meta["policy"])),
+            users=tuple(
+                user_from_dict(json.loads(row[0]))
+                for row in self._db.execute("SELECT data FROM users ORDER BY mailbox")
+            ),
+            devices=tuple(
+                device_from_dict(json.loads(row[0]))
+                for row in self._db.execute("SELECT data FROM devices ORDER BY mailbox, device_id")
+            ),
+            records=tuple(
+                record_from_dict(json.loads(row[0]))
+                for row in self._db.execute("SELECT data FROM records ORDER BY mailbox, device_id")
+            ),
+            gatekeepers=dict(self._db.execute("SELECT gatekeeper_id, push_url FROM gatekeepers")),
+            version=int(meta["version"]),
+            seq=int(meta["seq"]),
+            tombstone_floor=int(meta["tombstone_floor"]),
+        )
+
+    def save(self, delta: Delta) -> None:
+        """Write one delta atomically."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            for mailbox, user in delta.users.items():
+                if user is None:
+                    db.execute("DELETE FROM users WHERE mailbox = ?", (mailbox,))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO users VALUES (?, ?)",
+                        (mailbox, _dump(user_to_dict(user))),
+                    )
+            for (mailbox, device_id), device in delta.devices.items():
+                if device is None:
+                    db.execute(
+                        "DELETE FROM devices WHERE mailbox = ? AND device_id = ?",
+                        (mailbox, device_id),
+                    )
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO devices VALUES (?, ?, ?)",
+                        (mailbox, device_id, _dump(device_to_dict(device))),
+                    )
+            for (mailbox, device_id), record in delta.records.items():
+                if record is None:
+                    db.execute(
+                        "DELETE FROM records WHERE mailbox = ? AND device_id = ?",
+                        (mailbox, device_id),
+                    )
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
+                        (mailbox, device_id, _dump(record_to_dict(record))),
+                    )
+            for gatekeeper_id, url in delta.gatekeepers.items():
+                if url is None:
+                    db.execute("DELETE FROM gatekeepers WHERE gatekeeper_id = ?", (gatekeeper_id,))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO gatekeepers VALUES (?, ?)", (gatekeeper_id, url)
+                    )
+            meta = {
+                "version": str(delta.version),
+                "seq": str(delta.seq),
+                "tombstone_floor": str(delta.tombstone_floor),
+            }
+            if delta.policy is not None:
+                meta["policy"] = _dump(policy_to_dict(delta.policy))
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta.items()))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise

@@ -1,0 +1,69 @@
+"""Building and starting the gatekeeper's apps.
+
+Responsibility: compose the device-facing app (``/Microsoft-Server-ActiveSync``), the admin
+app (which also receives the UEM's pushes) and the running ``Sentry`` behind both; start and
+stop them. Nothing is built at import time. It must not hold logic of its own.
+
+Theory of operation: ``make_app`` returns the device-facing ``web.Application``; its cleanup
+context starts the gatekeeper (sessions, persisted state, loops) and stops it (final persist).
+The admin app is ``app[ADMIN_APP]``; it shares the gatekeeper and has no lifecycle of its own,
+so start the device app first and stop it last, then tell the gatekeeper its push URL
+(``Sentry.set_push_url(admin_url + admin.push_path(sentry))``): ``scenarios.cli_sentry.serve``
+does exactly that.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Final
+
+from aiohttp import web
+
+from sentry_sim.admin import METRICS, make_admin_app
+from sentry_sim.config import SentryConfig
+from sentry_sim.events import EventBus
+from sentry_sim.handlers import SENTRY, activesync, error_middleware
+from sentry_sim.metrics import Metrics
+from sentry_sim.service import Sentry
+from simclock import Clock, SystemClock
+
+#: The admin app that belongs to a device-facing app.
+ADMIN_APP: Final = web.AppKey("admin_app", web.Application)
+#: The admin token of the admin app.
+TOKEN: Final = web.AppKey("token", str)
+
+
+def make_app(
+    config: SentryConfig,
+    *,
+    upstream_url: str,
+    uem_url: str,
+    clock: Clock | None = None,
+    admin_token: str | None = None,
+    bus: EventBus | None = None,
+) -> web.Application:
+    """The device-facing app of a gatekeeper in front of ``upstream_url``, asking ``uem_url``."""
+    sentry = Sentry.create(
+        config, upstream_url=upstream_url, uem_url=uem_url, clock=clock or SystemClock(), bus=bus
+    )
+    metrics = Metrics()
+    sentry.bus.subscribe(metrics.observe)
+    token = admin_token or secrets.token_urlsafe(24)
+    app = web.Application(middlewares=[error_middleware])
+    app[SENTRY] = sentry
+    app[METRICS] = metrics
+    app[TOKEN] = token
+    app[ADMIN_APP] = make_admin_app(sentry, admin_token=token, metrics=metrics)
+    # Every path reaches the handler: the EAS path is matched case-insensitively there, like
+    # IIS, and anything else gets the request-line parser's 404.
+    app.router.add_route("*", "/{tail:.*}", activesync)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    sentry = app[SENTRY]
+    await sentry.start()
+    yield
+    await sentry.stop()

@@ -1,0 +1,270 @@
+"""The device-facing HTTP shell: ``/Microsoft-Server-ActiveSync``.
+
+Responsibility: read the request line (``activesync.query``), hand the facts to the gate, carry
+out its verdict (forward, deny with the version-correct answer, answer Provision, wait), and
+emit the events of each step. It must not decide access (``gate.py``) nor shape EAS answers by
+hand (``activesync.answers`` does); malformed input raises ``ActiveSyncError`` and the one
+``error_middleware`` answers it.
+
+Theory of operation: OPTIONS is forwarded before any identity is read, so it is never blocked
+(Exchange never applies device access to OPTIONS, notes 1.9). Everything else is parsed (plain
+or base64 query, the raw query string so base64 survives), admitted by the gate and dispatched.
+The policy key is taken from ``X-MS-PolicyKey`` (or the base64 field), else from a
+``PolicyKey`` query parameter, which some clients send on the acknowledgement.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from activesync.answers import (
+    WBXML_CONTENT_TYPE,
+    EasAnswer,
+    blocked_answer,
+    device_limit_answer,
+    provisioning_needed_answer,
+    remote_wipe_needed_answer,
+    status_answer,
+)
+from activesync.commands.provision import ProvisionRequest
+from activesync.errors import ActiveSyncError, QueryError
+from activesync.query import EasRequest, parse_policy_key, parse_request
+from activesync.wbxml import decode, encode
+from sentry_sim.config import BlockedResponse
+from sentry_sim.events import (
+    DeviceFirstSeen,
+    ProvisionAnswered,
+    RequestDenied,
+    RequestForwarded,
+    RequestReceived,
+    RequestRejected,
+    RequestWaiting,
+    UpstreamFailed,
+    next_request_id,
+)
+from sentry_sim.gate import (
+    Access,
+    AnswerProvision,
+    Deny,
+    DenyWhy,
+    PolicyMode,
+    Wait,
+)
+from sentry_sim.service import Sentry
+from sentry_sim.upstream import UpstreamUnavailable
+
+#: The running gatekeeper of a device-facing (or admin) app.
+SENTRY: Final = web.AppKey("sentry", Sentry)
+
+#: Largest Provision body the gatekeeper reads itself (real ones are well under 2 KiB).
+MAX_PROVISION_BYTES: Final = 64 * 1024
+
+_EAS: Final = web.RequestKey("eas", EasRequest)
+_RID: Final = web.RequestKey("request_id", str)
+
+
+def _response(answer: EasAnswer) -> web.Response:
+    return web.Response(
+        status=answer.http_status,
+        reason=answer.reason,
+        body=answer.body,
+        headers=dict(answer.headers),
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map ``ActiveSyncError`` to the answer it names (the one place that does)."""
+    try:
+        return await handler(request)
+    except ActiveSyncError as exc:
+        sentry = request.app[SENTRY]
+        sentry.emit(
+            RequestRejected(
+                at=sentry.clock.now(),
+                request_id=request.get(_RID, ""),
+                http_status=exc.http_status,
+                message=exc.message,
+            )
+        )
+        eas: EasRequest | None = request.get(_EAS)
+        if eas is not None and exc.eas_status is not None and eas.protocol_version is not None:
+            return _response(status_answer(eas.command, exc.eas_status, eas.protocol_version))
+        headers = {}
+        if exc.http_status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="ActiveSync"'
+        return web.Response(status=exc.http_status, headers=headers)
+
+
+async def activesync(request: web.Request) -> web.StreamResponse:
+    sentry = request.app[SENTRY]
+    request_id = next_request_id()
+    request[_RID] = request_id
+    if request.method == "OPTIONS":
+        # Never blocked, never identified: capability discovery goes straight upstream.
+        return await _forward(sentry, request, request_id, "Options", "")
+    eas = parse_request(
+        request.method, request.path, request.rel_url.raw_query_string, request.headers
+    )
+    request[_EAS] = eas
+    if eas.user is None:
+        raise QueryError(
+            "no user: expected User= in the query or Basic credentials (MS-ASHTTP 2.2.1.1.1.2)",
+            http_status=401,
+        )
+    assert eas.protocol_version is not None  # parse_request guarantees it for POST
+    policy_key = eas.policy_key
+    if policy_key is None:
+        policy_key = parse_policy_key(eas.param("PolicyKey"))
+    access = Access.create(
+        user=eas.user,
+        device_id=eas.device_id,
+        device_type=eas.device_type,
+        command=eas.command,
+        version=eas.protocol_version,
+        policy_key=policy_key,
+        user_agent=request.headers.get("User-Agent", ""),
+        request_id=request_id,
+    )
+    now = sentry.clock.now()
+    admission = sentry.gate.admit(access, now)
+    sentry.emit(
+        RequestReceived(
+            at=now,
+            request_id=request_id,
+            record=access.key,
+            command=access.command,
+            protocol_version=access.version.text,
+        )
+    )
+    if admission.first_seen:
+        sentry.emit(
+            DeviceFirstSeen(
+                at=now, request_id=request_id, record=access.key, device_type=access.device_type
+            )
+        )
+    if admission.report is not None:
+        sentry.queue_report(admission.report)
+    outcome = admission.outcome
+    if isinstance(outcome, Wait):
+        sentry.emit(
+            RequestWaiting(at=now, request_id=request_id, record=access.key, until=outcome.until)
+        )
+        outcome = await sentry.wait_for_decision(access, outcome.until)
+    if isinstance(outcome, Deny):
+        return _deny(sentry, access, outcome)
+    if isinstance(outcome, AnswerProvision):
+        return await _provision(sentry, request, access, outcome)
+    drop_key = sentry.config.activesync_policy_mode is PolicyMode.UEM
+    return await _forward(sentry, request, request_id, access.command, access.key, drop_key)
+
+
+def _deny(sentry: Sentry, access: Access, deny: Deny) -> web.Response:
+    command, version = access.command, access.version
+    blocking = deny.why in (DenyWhy.BLOCKED, DenyWhy.MAILBOX_LIMIT, DenyWhy.UNREACHABLE_BLOCK)
+    if blocking and sentry.config.blocked_response is BlockedResponse.HTTP403:
+        answer = EasAnswer(http_status=403, eas_status=deny.status)
+    elif deny.why is DenyWhy.MAILBOX_LIMIT:
+        answer = device_limit_answer(command, version)
+    elif blocking:
+        answer = blocked_answer(command, version)
+    elif deny.why is DenyWhy.WIPE_PENDING:
+        answer = remote_wipe_needed_answer(
+            command, version, policy_key_sent=access.policy_key is not None
+        )
+    else:
+        answer = provisioning_needed_answer(command, version, deny.status)
+    sentry.emit(
+        RequestDenied(
+            at=sentry.clock.now(),
+            request_id=access.request_id,
+            record=access.key,
+            command=command,
+            why=deny.why.value,
+            http_status=answer.http_status,
+            eas_status=answer.eas_status,
+        )
+    )
+    return _response(answer)
+
+
+async def _provision(
+    sentry: Sentry, request: web.Request, access: Access, verdict: AnswerProvision
+) -> web.Response:
+    if request.content_length is not None and request.content_length > MAX_PROVISION_BYTES:
+        raise QueryError(
+            f"Provision body: expected at most {MAX_PROVISION_BYTES} bytes, "
+            f"got {request.content_length}",
+            http_status=413,
+        )
+    body = await request.content.read(MAX_PROVISION_BYTES + 1)
+    if len(body) > MAX_PROVISION_BYTES:
+        raise QueryError(
+            f"Provision body: expected at most {MAX_PROVISION_BYTES} bytes", http_status=413
+        )
+    provision = ProvisionRequest.from_element(decode(body))
+    answer = sentry.policy.answer(
+        access.key,
+        provision,
+        version=access.version,
+        policy_version=verdict.policy_version,
+        wipe=verdict.wipe,
+        presented_key=access.policy_key,
+    )
+    sentry.emit(
+        ProvisionAnswered(
+            at=sentry.clock.now(),
+            request_id=access.request_id,
+            record=access.key,
+            phase=answer.phase,
+            policy_version=verdict.policy_version,
+        )
+    )
+    return web.Response(
+        status=200,
+        body=encode(answer.response.to_element()),
+        headers={"Content-Type": WBXML_CONTENT_TYPE},
+    )
+
+
+async def _forward(
+    sentry: Sentry,
+    request: web.Request,
+    request_id: str,
+    command: str,
+    record: str,
+    drop_policy_key: bool = False,
+) -> web.StreamResponse:
+    # uem policy mode: the key is the gatekeeper's own; the upstream never sees it.
+    drop = ("X-MS-PolicyKey",) if drop_policy_key else ()
+    try:
+        forwarded = await sentry.forwarder.forward(request, drop_headers=drop)
+    except UpstreamUnavailable as exc:
+        sentry.emit(
+            UpstreamFailed(
+                at=sentry.clock.now(),
+                request_id=request_id,
+                record=record,
+                command=command,
+                error=str(exc),
+            )
+        )
+        # MS-ASHTTP 3.2.5.1 (R287): 503 MAY carry Retry-After; clients honour it.
+        return web.Response(
+            status=503,
+            headers={"Retry-After": str(sentry.config.upstream_retry_after_s)},
+            text="upstream EAS server unavailable",
+        )
+    sentry.emit(
+        RequestForwarded(
+            at=sentry.clock.now(),
+            request_id=request_id,
+            record=record,
+            command=command,
+            upstream_status=forwarded.status,
+        )
+    )
+    return forwarded.response

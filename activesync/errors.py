@@ -34,7 +34,9 @@ class QueryError(ActiveSyncError):
 class WbxmlError(ActiveSyncError):
     """A WBXML body that cannot be decoded or encoded (MS-ASCMD status 102 InvalidWBXML)."""
 
-    def __init__(self, message: str, *, http_status: int = 400, eas_status: int | None = 102) -> None:
+    def __init__(
+        self, message: str, *, http_status: int = 400, eas_status: int | None = 102
+    ) -> None:
         super().__init__(message, http_status=http_status, eas_status=eas_status)
 
 
@@ -45,5 +47,7 @@ class XmlFormError(ActiveSyncError):
 class CommandError(ActiveSyncError):
     """A well-formed body that breaks a command's rules (MS-ASCMD status 103 InvalidXML)."""
 
-    def __init__(self, message: str, *, http_status: int = 400, eas_status: int | None = 103) -> None:
+    def __init__(
+        self, message: str, *, http_status: int = 400, eas_status: int | None = 103
+    ) -> None:
         super().__init__(message, http_status=http_status, eas_status=eas_status)

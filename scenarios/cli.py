@@ -17,6 +17,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scenarios.cli_wbxml",
     "scenarios.cli_eas_query",
     "scenarios.cli_exchange",
+    "scenarios.cli_uem",
+    "scenarios.cli_sentry",
     "scenarios.cli_device",
 )
 

@@ -13,7 +13,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,9 @@ async def start_site(
     shutdown_timeout: float = 5.0,
 ) -> StartedSite:
     """Start ``app`` on ``host:port``; port 0 picks a free one, and the URL names the real port."""
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
+    )
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:
@@ -53,9 +55,8 @@ async def start_site(
     except OSError as exc:
         await runner.cleanup()
         raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    server = site._server  # aiohttp keeps the asyncio.Server here; the public API has no port.
-    assert isinstance(server, asyncio.base_events.Server)
-    bound_port = int(server.sockets[0].getsockname()[1])
+    # The runner lists the bound addresses (the real port when 0 was asked for).
+    bound_port = int(runner.addresses[-1][1])
     return StartedSite(runner, f"http://{_host_for_url(host)}:{bound_port}", bound_port)
 
 
@@ -84,7 +85,7 @@ async def wait_for_shutdown_signal() -> None:
             loop.remove_signal_handler(sig)
 
 
-def run(main: Callable[[], Awaitable[int]], *, use_uvloop: bool = True) -> int:
+def run(main: Callable[[], Coroutine[Any, Any, int]], *, use_uvloop: bool = True) -> int:
     """Run ``main`` to completion on uvloop (the default) or asyncio's own loop."""
     if use_uvloop and sys.platform != "win32":
         import uvloop

@@ -45,15 +45,9 @@ from activesync.commands.folder_sync import (
 )
 from activesync.commands.folder_types import FolderType
 from activesync.commands.ping import PingFolder, PingRequest, PingResponse, PingStatus
-from activesync.commands.provision import (
-    DeviceInformation,
-    ProvisionDoc,
-    ProvisionRequest,
-    ProvisionResponse,
-)
+from activesync.commands.provision import ProvisionDoc, ProvisionRequest, ProvisionResponse
 from activesync.commands.send_mail import SendMailRequest, SendMailResponse
-from activesync.commands.settings import DeviceInformation as SettingsDeviceInformation
-from activesync.commands.settings import SettingsRequest, SettingsResponse
+from activesync.commands.settings import DeviceInformation, SettingsRequest, SettingsResponse
 from activesync.commands.sync import (
     ItemChange,
     ItemDelete,
@@ -880,6 +874,9 @@ class DeviceClient:
         # MS-ASPROV 2.2.2.53: DeviceInformation must be sent from 14.1 and must not be below.
         if self.version < _V.V14_1:
             return None
+        return self._settings_device_information()
+
+    def _settings_device_information(self) -> DeviceInformation:
         ident = self.identity
         return DeviceInformation(
             model=ident.model,
@@ -888,23 +885,10 @@ class DeviceClient:
             os=ident.os,
             os_language=ident.os_language,
             phone_number=ident.phone_number,
-            user_agent=ident.user_agent,
-            mobile_operator=ident.mobile_operator,
-        )
-
-    def _settings_device_information(self) -> SettingsDeviceInformation:
-        ident = self.identity
-        since_14 = self.version >= _V.V14_0
-        return SettingsDeviceInformation(
-            model=ident.model,
-            imei=ident.imei,
-            friendly_name=ident.friendly_name,
-            os=ident.os,
-            os_language=ident.os_language,
-            phone_number=ident.phone_number,
-            # MS-ASWBXML 2.1.2.1.19: UserAgent from 12.1, MobileOperator from 14.0.
+            # MS-ASWBXML 2.1.2.1.19: UserAgent from 12.1, MobileOperator from 14.0 (so a 14.1+
+            # Provision carries every field).
             user_agent=ident.user_agent if self.version >= _V.V12_1 else None,
-            mobile_operator=ident.mobile_operator if since_14 else None,
+            mobile_operator=ident.mobile_operator if self.version >= _V.V14_0 else None,
         )
 
     def _base_headers(self) -> list[tuple[str, str]]:

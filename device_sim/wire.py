@@ -34,6 +34,14 @@ def _headers(value: Iterable[tuple[str, str]] | Mapping[str, str]) -> tuple[tupl
     return tuple((str(k), str(v)) for k, v in items)
 
 
+def _first_header(headers: tuple[tuple[str, str], ...], name: str) -> str | None:
+    wanted = name.lower()
+    for k, v in headers:
+        if k.lower() == wanted:
+            return v
+    return None
+
+
 @attrs.frozen
 class HttpRequest:
     """One request the device wants sent: ``path_and_query`` is relative to the server base."""
@@ -49,11 +57,7 @@ class HttpRequest:
 
     def header(self, name: str) -> str | None:
         """The first header called ``name`` (case-insensitive), or None."""
-        wanted = name.lower()
-        for k, v in self.headers:
-            if k.lower() == wanted:
-                return v
-        return None
+        return _first_header(self.headers, name)
 
 
 @attrs.frozen
@@ -69,11 +73,7 @@ class HttpResponse:
 
     def header(self, name: str) -> str | None:
         """The first header called ``name`` (case-insensitive), or None."""
-        wanted = name.lower()
-        for k, v in self.headers:
-            if k.lower() == wanted:
-                return v
-        return None
+        return _first_header(self.headers, name)
 
 
 class QueryForm(enum.Enum):

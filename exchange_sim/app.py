@@ -16,6 +16,10 @@ Theory of operation:
   code below, as Exchange does); otherwise, and for every 4xx/5xx that carries no body, the
   response is the HTTP status with a one-line ``text/plain`` reason, so people and non-EAS
   tools see what was wrong. The reason is also in the ``X-SentrySim-Error`` header.
+- ``handle_device`` authenticates, parses the request line and checks the policy key, then
+  hands one ``_Command`` (state, mailbox, device context, request line, body) to the command's
+  handler in ``_HANDLERS``; the commands that need only their mailbox share one shell,
+  ``_plain_command`` (decode, read the view, call the pure handler, encode).
 - A held Ping awaits two futures: the clock's sleep for the heartbeat and a per-mailbox change
   signal. Thousands of held Pings are thousands of parked futures; nothing polls.
 - Admin API (``Authorization: Bearer <token>``): ``POST /admin/mail`` delivers a message (and
@@ -30,7 +34,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 import attrs
 from aiohttp import web
@@ -257,7 +261,7 @@ async def handle_device(request: web.Request) -> web.StreamResponse:
         if denial is not None:
             return _finish(answer_response(denial), config)
     handler = _HANDLERS[eas.command]
-    response = await handler(state, mailbox, ctx, eas, body, request)
+    response = await handler(_Command(state=state, mailbox=mailbox, ctx=ctx, eas=eas, body=body))
     return _finish(response, config)
 
 
@@ -278,13 +282,34 @@ def _check_user(eas: EasRequest, user: UserConfig) -> None:
         )
 
 
-def _element(eas: EasRequest, body: bytes, config: ExchangeConfig) -> Element | None:
-    """The decoded WBXML body, or None for an empty body where the command allows it."""
-    if not body:
-        if eas.command in EMPTY_BODY_ALLOWED:
-            return None
-        raise CommandError(f"Cmd={eas.command}: the request needs a WBXML body; got none")
-    return decode(body, max_size=config.max_request_bytes)
+@attrs.frozen(kw_only=True)
+class _Command:
+    """One authenticated, policy-checked EAS command on its way to its handler."""
+
+    #: The running server.
+    state: ServerState
+    #: The authenticated user's mailbox.
+    mailbox: mb.Mailbox
+    #: Who sent it, speaking which version.
+    ctx: cmd.DeviceContext
+    #: The parsed request line.
+    eas: EasRequest
+    #: The raw body, already bounded.
+    body: bytes
+
+    def element(self) -> Element | None:
+        """The decoded WBXML body, or None for an empty body where the command allows it."""
+        if not self.body:
+            if self.eas.command in EMPTY_BODY_ALLOWED:
+                return None
+            raise CommandError(f"Cmd={self.eas.command}: the request needs a WBXML body; got none")
+        return decode(self.body, max_size=self.state.config.max_request_bytes)
+
+    def required_element(self) -> Element:
+        """The decoded body of a command that always has one (not in ``EMPTY_BODY_ALLOWED``)."""
+        element = self.element()
+        assert element is not None, f"{self.eas.command} may not have an empty body"
+        return element
 
 
 def _wbxml(element: Element) -> web.Response:
@@ -293,36 +318,36 @@ def _wbxml(element: Element) -> web.Response:
     return response
 
 
-Handler = Callable[
-    [ServerState, mb.Mailbox, cmd.DeviceContext, EasRequest, bytes, web.Request],
-    Awaitable[web.StreamResponse],
-]
+Handler = Callable[[_Command], Awaitable[web.StreamResponse]]
 
 
-async def _folder_sync(
-    state: ServerState,
-    mailbox: mb.Mailbox,
-    ctx: cmd.DeviceContext,
-    eas: EasRequest,
-    body: bytes,
-    request: web.Request,
-) -> web.StreamResponse:
-    element = _element(eas, body, state.config)
-    assert element is not None
-    return _wbxml(
-        cmd.handle_folder_sync(mailbox, ctx, FolderSyncRequest.from_element(element)).to_element()
-    )
+class _ResponseView(Protocol):
+    """What a pure command handler returns: a typed view that writes its WBXML tree."""
+
+    def to_element(self) -> Element: ...
 
 
-async def _sync(
-    state: ServerState,
-    mailbox: mb.Mailbox,
-    ctx: cmd.DeviceContext,
-    eas: EasRequest,
-    body: bytes,
-    request: web.Request,
-) -> web.StreamResponse:
-    element = _element(eas, body, state.config)
+_Req = TypeVar("_Req")
+
+
+def _plain_command(
+    read: Callable[[Element], _Req],
+    handle: Callable[[mb.Mailbox, cmd.DeviceContext, _Req], _ResponseView],
+) -> Handler:
+    """The shell of a command that needs nothing but its mailbox: decode the body, read the
+    request view, call the pure handler, encode its response (FolderSync, Settings,
+    GetItemEstimate, ItemOperations)."""
+
+    async def handler(command: _Command) -> web.StreamResponse:
+        element = command.required_element()
+        return _wbxml(handle(command.mailbox, command.ctx, read(element)).to_element())
+
+    return handler
+
+
+async def _sync(command: _Command) -> web.StreamResponse:
+    state, mailbox, ctx = command.state, command.mailbox, command.ctx
+    element = command.element()
     key = (mailbox.user, ctx.device_id)
     before = mailbox.change_seq
     outcome = cmd.handle_sync(
@@ -341,15 +366,9 @@ async def _sync(
     return _wbxml(outcome.response.to_element())
 
 
-async def _ping(
-    state: ServerState,
-    mailbox: mb.Mailbox,
-    ctx: cmd.DeviceContext,
-    eas: EasRequest,
-    body: bytes,
-    request: web.Request,
-) -> web.StreamResponse:
-    element = _element(eas, body, state.config)
+async def _ping(command: _Command) -> web.StreamResponse:
+    state, mailbox, ctx = command.state, command.mailbox, command.ctx
+    element = command.element()
     plan = cmd.plan_ping(mailbox, ctx, PingRequest.from_element(element), state.config)
     if isinstance(plan, PingResponse):
         return _wbxml(plan.to_element())
@@ -382,40 +401,19 @@ async def _hold_ping(
             sleeper.cancel()
 
 
-async def _settings(
-    state: ServerState,
-    mailbox: mb.Mailbox,
-    ctx: cmd.DeviceContext,
-    eas: EasRequest,
-    body: bytes,
-    request: web.Request,
-) -> web.StreamResponse:
-    element = _element(eas, body, state.config)
-    assert element is not None
-    response = cmd.handle_settings(mailbox, ctx, SettingsRequest.from_element(element))
-    return _wbxml(response.to_element())
-
-
-async def _send_mail(
-    state: ServerState,
-    mailbox: mb.Mailbox,
-    ctx: cmd.DeviceContext,
-    eas: EasRequest,
-    body: bytes,
-    request: web.Request,
-) -> web.StreamResponse:
+async def _send_mail(command: _Command) -> web.StreamResponse:
+    state, mailbox, ctx, eas = command.state, command.mailbox, command.ctx, command.eas
     version = ctx.version
     client_id: str | None = None
     if version >= ProtocolVersion.V14_0:
-        element = _element(eas, body, state.config)
-        assert element is not None
+        element = command.required_element()
         parsed = SendMailRequest.from_element(element)
         mime, save_in_sent, client_id = parsed.mime, parsed.save_in_sent_items, parsed.client_id
     else:
         # MS-ASCMD 2.2.1.17: below 14.0 the body is the message itself (message/rfc822).
-        if not body:
+        if not command.body:
             raise CommandError("SendMail: the request needs the MIME message as its body")
-        mime, save_in_sent = body, eas.save_in_sent
+        mime, save_in_sent = command.body, eas.save_in_sent
     outcome = cmd.handle_send_mail(
         state.store,
         mailbox,
@@ -438,62 +436,28 @@ async def _send_mail(
     return web.Response(status=200)
 
 
-async def _get_item_estimate(
-    state: ServerState,
-    mailbox: mb.Mailbox,
-    ctx: cmd.DeviceContext,
-    eas: EasRequest,
-    body: bytes,
-    request: web.Request,
-) -> web.StreamResponse:
-    element = _element(eas, body, state.config)
-    assert element is not None
-    response = cmd.handle_get_item_estimate(
-        mailbox, ctx, GetItemEstimateRequest.from_element(element)
-    )
-    return _wbxml(response.to_element())
-
-
-async def _provision(
-    state: ServerState,
-    mailbox: mb.Mailbox,
-    ctx: cmd.DeviceContext,
-    eas: EasRequest,
-    body: bytes,
-    request: web.Request,
-) -> web.StreamResponse:
-    element = _element(eas, body, state.config)
-    assert element is not None
-    parsed = ProvisionRequest.from_element(element)
+async def _provision(command: _Command) -> web.StreamResponse:
+    state, mailbox, ctx = command.state, command.mailbox, command.ctx
+    parsed = ProvisionRequest.from_element(command.required_element())
     if parsed.device_information is not None:
         cmd.remember_device_information(mailbox, ctx, parsed.device_information)
     response = state.provisioning.provision(mailbox.user, ctx.device_id, parsed, ctx.version)
     return _wbxml(response.to_element())
 
 
-async def _item_operations(
-    state: ServerState,
-    mailbox: mb.Mailbox,
-    ctx: cmd.DeviceContext,
-    eas: EasRequest,
-    body: bytes,
-    request: web.Request,
-) -> web.StreamResponse:
-    element = _element(eas, body, state.config)
-    assert element is not None
-    response = cmd.handle_item_operations(mailbox, ctx, ItemOperationsRequest.from_element(element))
-    return _wbxml(response.to_element())
-
-
 _HANDLERS: Final[dict[str, Handler]] = {
-    "ItemOperations": _item_operations,
+    "ItemOperations": _plain_command(
+        ItemOperationsRequest.from_element, cmd.handle_item_operations
+    ),
     "Provision": _provision,
-    "FolderSync": _folder_sync,
+    "FolderSync": _plain_command(FolderSyncRequest.from_element, cmd.handle_folder_sync),
     "Sync": _sync,
     "Ping": _ping,
-    "Settings": _settings,
+    "Settings": _plain_command(SettingsRequest.from_element, cmd.handle_settings),
     "SendMail": _send_mail,
-    "GetItemEstimate": _get_item_estimate,
+    "GetItemEstimate": _plain_command(
+        GetItemEstimateRequest.from_element, cmd.handle_get_item_estimate
+    ),
 }
 
 

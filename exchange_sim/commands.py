@@ -44,7 +44,6 @@ from activesync.commands.item_operations import (
     ItemOperationsStatus,
 )
 from activesync.commands.ping import PingRequest, PingResponse, PingStatus
-from activesync.commands.provision import DeviceInformation as ProvisionDeviceInformation
 from activesync.commands.settings import (
     DeviceInformation,
     OofGet,
@@ -466,7 +465,7 @@ def handle_settings(
 
 
 def _device_information_fields(
-    info: DeviceInformation | ProvisionDeviceInformation,
+    info: DeviceInformation,
 ) -> dict[str, str]:
     fields = {
         "Model": info.model,
@@ -482,7 +481,7 @@ def _device_information_fields(
 
 
 def remember_device_information(
-    mailbox: mb.Mailbox, ctx: DeviceContext, info: ProvisionDeviceInformation
+    mailbox: mb.Mailbox, ctx: DeviceContext, info: DeviceInformation
 ) -> None:
     """Keep what a Provision request said about the device (MS-ASPROV 2.2.2.53)."""
     mailbox.device(ctx.device_id).device_information.update(_device_information_fields(info))

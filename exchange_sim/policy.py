@@ -10,7 +10,9 @@ Theory of operation: keys come from one ``random.Random`` seeded from the config
 with the same seed hands out the same keys. ``check`` is asked by the shell for every command
 but Ping/Provision/OPTIONS and gives back the version-correct refusal (HTTP 449 below 14.0,
 Status 142/144 in the command's root from 14.0) or None. ``provision`` is the whole Provision
-command: ``precheck`` refusals (Status 2, Policy Status 3, 165), then the machine.
+command, and it is ``activesync.provisioning.answer_provision`` (the decision the gatekeeper
+uses too): a pending wipe first, then the ``precheck`` refusals (Status 2, Policy Status 3,
+165), then the two phases on the machine.
 """
 
 from __future__ import annotations
@@ -20,16 +22,9 @@ import random
 import attrs
 
 from activesync.answers import EasAnswer
-from activesync.commands.provision import (
-    ProvisionDoc,
-    ProvisionRequest,
-    ProvisionResponse,
-    RequestKind,
-    precheck,
-)
-from activesync.provisioning import PolicyKeyMachine, PolicyState
+from activesync.commands.provision import ProvisionDoc, ProvisionRequest, ProvisionResponse
+from activesync.provisioning import PolicyKeyMachine, answer_provision
 from activesync.query import EasRequest
-from activesync.status import ProvisionStatus
 from activesync.versions import ProtocolVersion
 
 
@@ -68,47 +63,12 @@ class ProvisioningBook:
     def provision(
         self, user: str, device_id: str, request: ProvisionRequest, version: ProtocolVersion
     ) -> ProvisionResponse:
-        """MS-ASPROV 3.2.5.1: one Provision request, answered."""
-        refusal = precheck(
-            request, version, require_device_information=self.require_device_information
-        )
-        if refusal is not None:
-            return refusal
-        machine = self.machine(user, device_id)
-        asks_policy = request.kind in (
-            RequestKind.INITIAL,
-            RequestKind.ACKNOWLEDGEMENT,
-            RequestKind.WIPE_FETCH,
-        )
-        if asks_policy and machine.wipe_pending:
-            # MS-ASPROV 3.2.5.1.2.2: a device told to wipe gets the directive, not a policy.
-            account_only = machine.deliver_wipe()
-            return ProvisionResponse.wipe_directive(
-                version=version, account_only=account_only and version >= ProtocolVersion.V16_1
-            )
-        if request.kind is RequestKind.INITIAL:
-            temporary = machine.issue_temporary()
-            return ProvisionResponse.initial(
-                version=version,
-                policy_key=temporary,
-                doc=self.policy,
-                device_information_sent=request.device_information is not None,
-            )
-        if request.kind is RequestKind.ACKNOWLEDGEMENT:
-            outcome = machine.acknowledge(request.policy_key_value)
-            if outcome.accepted and outcome.final_key is not None:
-                return ProvisionResponse.acknowledged(version=version, policy_key=outcome.final_key)
-            # MS-ASPROV 3.2.5.1.2.1: the acknowledged key is not the temporary key.
-            return ProvisionResponse.wrong_key(version=version)
-        if request.kind is RequestKind.WIPE_FETCH:
-            # An empty <Provision/> with no wipe pending breaks the protocol (Status 2).
-            return ProvisionResponse.failure(ProvisionStatus.ProtocolError)
-        if machine.state not in (PolicyState.WIPE_SENT, PolicyState.WIPED):
-            return ProvisionResponse.failure(ProvisionStatus.ProtocolError)
-        succeeded = request.status == 1
-        machine.wipe_reported(succeeded)
-        return ProvisionResponse.wipe_acknowledged(
-            version=version,
-            succeeded=succeeded,
-            account_only=request.kind is RequestKind.ACCOUNT_WIPE_ACK,
+        """MS-ASPROV 3.2.5.1: one Provision request, answered by the decision every server
+        shares (``answer_provision``) with this partnership's machine and this server's policy."""
+        return answer_provision(
+            self.machine(user, device_id),
+            request,
+            version,
+            self.policy,
+            require_device_information=self.require_device_information,
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from activesync.errors import CommandError
 from activesync.wbxml.tree import E, Element
@@ -29,6 +29,14 @@ _INT_RE: Final = re.compile(r"-?[0-9]{1,20}")
 
 #: Largest unsigned 32-bit value: the bound for counts, sizes and intervals on the wire.
 UINT32_MAX: Final = 0xFFFF_FFFF
+
+#: SyncKey, CollectionId, ServerId, ClientId, ParentId and Ping folder ids are strings of up to
+#: 64 characters (MS-ASCMD 2.2.3.181, 2.2.3.30, 2.2.3.166, 2.2.3.28.3, 2.2.3.132.2, 2.2.3.86).
+MAX_ID_LEN: Final = 64
+#: Command and global statuses are small integers (MS-ASCMD 2.2.2 ends below 200).
+MAX_STATUS: Final = 999
+
+_T = TypeVar("_T")
 
 #: The shape of an attrs field validator.
 Validator = Callable[[Any, Any, Any], None]
@@ -176,6 +184,19 @@ def has_flag(parent: Element, page: str, tag: str, where: str) -> bool:
         return False
     expect_empty(el, where)
     return True
+
+
+def list_of(
+    container: Element, page: str, item: str, where: str, read: Callable[[Element, str], _T]
+) -> tuple[_T, ...]:
+    """The ``<page:item>`` children of a list container (``Collections``, ``Folders``), each
+    read by ``read`` with its own path ``where/Container/Item[i]``; any other child is an error.
+    ``where`` is the path of the container's parent."""
+    path = f"{where}/{container.tag}"
+    reject_unknown(container, [(page, item)], path)
+    return tuple(
+        read(c, f"{path}/{item}[{i}]") for i, c in enumerate(all_named(container, page, item))
+    )
 
 
 def reject_unknown(parent: Element, allowed: Iterable[tuple[str, str]], where: str) -> None:

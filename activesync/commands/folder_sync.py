@@ -19,16 +19,12 @@ from typing import Final
 import attrs
 
 from activesync.commands import fields as f
+from activesync.commands.fields import MAX_ID_LEN, MAX_STATUS
 from activesync.commands.folder_types import FolderType
 from activesync.errors import CommandError
 from activesync.wbxml.tree import Element
 
 PAGE: Final = "FolderHierarchy"
-#: MS-ASCMD 2.2.3.181.2 / 2.2.3.166.4 / 2.2.3.132.2: SyncKey, ServerId and ParentId are strings
-#: of up to 64 characters.
-MAX_ID_LEN: Final = 64
-#: Command and global statuses are small integers (MS-ASCMD 2.2.2 ends below 200).
-MAX_STATUS: Final = 999
 
 
 class FolderSyncStatus(enum.IntEnum):

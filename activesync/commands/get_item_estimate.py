@@ -22,6 +22,7 @@ from typing import Final
 import attrs
 
 from activesync.commands import fields as f
+from activesync.commands.fields import MAX_ID_LEN, MAX_STATUS
 from activesync.commands.sync import PAGE as AIRSYNC
 from activesync.commands.sync import SyncOptions
 from activesync.errors import CommandError
@@ -30,10 +31,6 @@ from activesync.wbxml.tree import Element
 PAGE: Final = "GetItemEstimate"
 #: MS-ASCMD 2.2.3.29.1: at most 300 Collection elements.
 MAX_COLLECTIONS: Final = 300
-#: SyncKey and CollectionId are strings of up to 64 characters.
-MAX_ID_LEN: Final = 64
-#: Command and global statuses are small integers (MS-ASCMD 2.2.2 ends below 200).
-MAX_STATUS: Final = 999
 
 
 class GetItemEstimateStatus(enum.IntEnum):
@@ -163,13 +160,7 @@ class GetItemEstimateRequest:
         where = "GetItemEstimate"
         f.reject_unknown(el, [(PAGE, "Collections")], where)
         colls = f.required(el, PAGE, "Collections", where)
-        f.reject_unknown(colls, [(PAGE, "Collection")], f"{where}/Collections")
-        return cls(
-            tuple(
-                EstimateCollection.from_element(c, f"{where}/Collections/Collection[{i}]")
-                for i, c in enumerate(f.all_named(colls, PAGE, "Collection"))
-            )
-        )
+        return cls(f.list_of(colls, PAGE, "Collection", where, EstimateCollection.from_element))
 
 
 @attrs.frozen(kw_only=True)

@@ -17,25 +17,24 @@ MS-ASCMD 6.28 schema order.
 from __future__ import annotations
 
 import enum
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeVar
 
 import attrs
 
 from activesync.commands import fields as f
 from activesync.commands.airsyncbase import PAGE as BASE
 from activesync.commands.airsyncbase import BodyPreference
+from activesync.commands.fields import MAX_ID_LEN, MAX_STATUS
 from activesync.errors import CommandError
 from activesync.wbxml.tree import Element
 
 PAGE: Final = "ItemOperations"
 AIRSYNC: Final = "AirSync"
 SEARCH: Final = "Search"
-#: CollectionId and ServerId are strings of up to 64 characters (MS-ASCMD 2.2.3.30.3,
-#: 2.2.3.166.7); LongId up to 256 (2.2.3.98.1).
-MAX_ID_LEN: Final = 64
+#: LongId is a string of up to 256 characters (MS-ASCMD 2.2.3.98.1).
 MAX_LONG_ID_LEN: Final = 256
-#: Command and global statuses are small integers (MS-ASCMD 2.2.2 ends below 200).
-MAX_STATUS: Final = 999
+_T = TypeVar("_T")
 #: The Store value for mailbox items (MS-ASCMD 2.2.3.178.2).
 MAILBOX: Final = "Mailbox"
 
@@ -170,18 +169,33 @@ class FetchRequest:
         )
 
 
-def _check_other_ops(
-    _instance: object, _attribute: object, value: tuple[FetchRequest | Element, ...]
-) -> None:
-    for op in value:
-        if isinstance(op, Element) and (op.page, op.tag) not in (
-            (PAGE, "EmptyFolderContents"),
-            (PAGE, "Move"),
-        ):
-            raise CommandError(
-                f"ItemOperations: expected Fetch, EmptyFolderContents or Move, "
-                f"got {f.name(op.page, op.tag)}"
-            )
+#: The operations this package keeps as raw elements (the simulator runs only Fetch).
+_RAW_OPS: Final = ((PAGE, "EmptyFolderContents"), (PAGE, "Move"))
+
+
+def _ops_rule(where: str) -> f.Validator:
+    """An attrs validator: a tuple (or None) of typed Fetch values and raw ``_RAW_OPS``."""
+
+    def check(_instance: object, _attribute: object, value: tuple[object, ...] | None) -> None:
+        for op in value or ():
+            if isinstance(op, Element) and (op.page, op.tag) not in _RAW_OPS:
+                raise CommandError(
+                    f"{where}: expected Fetch, EmptyFolderContents or Move, "
+                    f"got {f.name(op.page, op.tag)}"
+                )
+
+    return check
+
+
+def _read_ops(
+    el: Element, where: str, read_fetch: Callable[[Element, str], _T]
+) -> tuple[_T | Element, ...]:
+    """The children of ``el`` in order: Fetch through ``read_fetch``, the others raw."""
+    f.reject_unknown(el, [(PAGE, "Fetch"), *_RAW_OPS], where)
+    return tuple(
+        read_fetch(c, f"{where}/Fetch[{i}]") if c.tag == "Fetch" else c
+        for i, c in enumerate(el.children)
+    )
 
 
 @attrs.frozen
@@ -189,7 +203,9 @@ class ItemOperationsRequest:
     """``<ItemOperations>``: operations in the order the server must run them."""
 
     #: Fetch operations, and EmptyFolderContents/Move ones as raw elements.
-    operations: tuple[FetchRequest | Element, ...] = attrs.field(validator=_check_other_ops)
+    operations: tuple[FetchRequest | Element, ...] = attrs.field(
+        validator=_ops_rule("ItemOperations")
+    )
 
     @property
     def fetches(self) -> tuple[FetchRequest, ...]:
@@ -207,17 +223,10 @@ class ItemOperationsRequest:
     def from_element(cls, el: Element) -> ItemOperationsRequest:
         f.expect_root(el, PAGE, "ItemOperations")
         where = "ItemOperations"
-        f.reject_unknown(
-            el, [(PAGE, "Fetch"), (PAGE, "EmptyFolderContents"), (PAGE, "Move")], where
-        )
-        if not el.children:
+        operations = _read_ops(el, where, FetchRequest.from_element)
+        if not operations:
             raise CommandError(f"{where}: expected at least one Fetch, EmptyFolderContents or Move")
-        return cls(
-            tuple(
-                FetchRequest.from_element(c, f"{where}/Fetch[{i}]") if c.tag == "Fetch" else c
-                for i, c in enumerate(el.children)
-            )
-        )
+        return cls(operations)
 
 
 @attrs.frozen(kw_only=True)
@@ -295,20 +304,6 @@ class FetchResult:
         )
 
 
-def _check_other_results(
-    _instance: object, _attribute: object, value: tuple[FetchResult | Element, ...] | None
-) -> None:
-    for r in value or ():
-        if isinstance(r, Element) and (r.page, r.tag) not in (
-            (PAGE, "EmptyFolderContents"),
-            (PAGE, "Move"),
-        ):
-            raise CommandError(
-                f"ItemOperations/Response: expected Fetch, EmptyFolderContents or Move, "
-                f"got {f.name(r.page, r.tag)}"
-            )
-
-
 @attrs.frozen(kw_only=True)
 class ItemOperationsResponse:
     """The response: overall Status, then one result per operation inside ``Response``."""
@@ -318,7 +313,7 @@ class ItemOperationsResponse:
     #: Results in operation order (Fetch typed, the others raw); None when Response is absent.
     results: tuple[FetchResult | Element, ...] | None = attrs.field(
         default=None,
-        validator=_check_other_results,
+        validator=_ops_rule("ItemOperations/Response"),
     )
 
     def to_element(self) -> Element:
@@ -341,14 +336,9 @@ class ItemOperationsResponse:
         where = "ItemOperations"
         f.reject_unknown(el, [(PAGE, "Status"), (PAGE, "Response")], where)
         resp = f.optional(el, PAGE, "Response", where)
-        results: tuple[FetchResult | Element, ...] | None = None
-        if resp is not None:
-            rpath = f"{where}/Response"
-            f.reject_unknown(
-                resp, [(PAGE, "Fetch"), (PAGE, "EmptyFolderContents"), (PAGE, "Move")], rpath
-            )
-            results = tuple(
-                FetchResult.from_element(c, f"{rpath}/Fetch[{i}]") if c.tag == "Fetch" else c
-                for i, c in enumerate(resp.children)
-            )
-        return cls(status=f.req_int(el, PAGE, "Status", where, hi=MAX_STATUS), results=results)
+        return cls(
+            status=f.req_int(el, PAGE, "Status", where, hi=MAX_STATUS),
+            results=None
+            if resp is None
+            else _read_ops(resp, f"{where}/Response", FetchResult.from_element),
+        )

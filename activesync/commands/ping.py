@@ -20,14 +20,11 @@ from typing import Final
 import attrs
 
 from activesync.commands import fields as f
+from activesync.commands.fields import MAX_ID_LEN, MAX_STATUS
 from activesync.errors import CommandError
 from activesync.wbxml.tree import Element
 
 PAGE: Final = "Ping"
-#: Folder ids are ServerIds: up to 64 characters (MS-ASCMD 2.2.3.86).
-MAX_ID_LEN: Final = 64
-#: Command and global statuses are small integers (MS-ASCMD 2.2.2 ends below 200).
-MAX_STATUS: Final = 999
 
 
 class PingStatus(enum.IntEnum):
@@ -114,16 +111,11 @@ class PingRequest:
         where = "Ping"
         f.reject_unknown(el, [(PAGE, "HeartbeatInterval"), (PAGE, "Folders")], where)
         folders_el = f.optional(el, PAGE, "Folders", where)
-        folders: tuple[PingFolder, ...] | None = None
-        if folders_el is not None:
-            f.reject_unknown(folders_el, [(PAGE, "Folder")], f"{where}/Folders")
-            folders = tuple(
-                PingFolder.from_element(x, f"{where}/Folders/Folder[{i}]")
-                for i, x in enumerate(f.all_named(folders_el, PAGE, "Folder"))
-            )
         return cls(
             heartbeat_interval=f.opt_int(el, PAGE, "HeartbeatInterval", where),
-            folders=folders,
+            folders=None
+            if folders_el is None
+            else f.list_of(folders_el, PAGE, "Folder", where, PingFolder.from_element),
         )
 
 

@@ -4,8 +4,10 @@ Responsibility: typed views of Provision bodies for both sides. A server reads a
 ``ProvisionRequest`` (initial request, acknowledgement, remote-wipe fetch or acknowledgement)
 and builds a ``ProvisionResponse``; a simulated device builds requests and reads responses.
 ``ProvisionDoc`` is the EASProvisionDoc policy with every setting of MS-ASPROV 2.2.2 (notes 2.4),
-validated from configuration (``from_mapping``) and from the wire (``from_element``). It must not
-keep policy-key state (``activesync.provisioning`` does) nor do I/O.
+validated from configuration (``from_mapping``) and from the wire (``from_element``). The
+``settings:DeviceInformation`` a 14.1+ request carries is ``activesync.commands.settings``'s
+view, re-exported here. It must not keep policy-key state (``activesync.provisioning`` does)
+nor do I/O.
 
 Theory of operation: ``SETTINGS`` is the data table of the policy (token order, type, range,
 default, versions); ``ProvisionDoc`` holds one value per setting in that order, so validation,
@@ -33,6 +35,7 @@ from activesync.commands.fields import (
     required,
     text_of,
 )
+from activesync.commands.settings import DeviceInformation as DeviceInformation
 from activesync.errors import CommandError
 from activesync.query import parse_policy_key
 from activesync.status import PolicyStatus, ProvisionStatus
@@ -469,71 +472,6 @@ def _value_from_wire(setting: Setting, el: Element, where: str) -> Value:
     return value
 
 
-# --- DeviceInformation (Settings page, sent inside Provision from 14.1) ---------------------
-
-_DEVICE_INFO_FIELDS: Final[tuple[tuple[str, str], ...]] = (
-    ("model", "Model"),
-    ("imei", "IMEI"),
-    ("friendly_name", "FriendlyName"),
-    ("os", "OS"),
-    ("os_language", "OSLanguage"),
-    ("phone_number", "PhoneNumber"),
-    ("user_agent", "UserAgent"),
-    ("enable_outbound_sms", "EnableOutboundSMS"),
-    ("mobile_operator", "MobileOperator"),
-)
-
-
-@attrs.frozen(kw_only=True)
-class DeviceInformation:
-    """``settings:DeviceInformation/Set`` (MS-ASCMD 2.2.3.52; MS-ASPROV 2.2.2.53)."""
-
-    model: str | None = None
-    imei: str | None = None
-    friendly_name: str | None = None
-    os: str | None = None
-    os_language: str | None = None
-    phone_number: str | None = None
-    user_agent: str | None = None
-    #: EnableOutboundSMS: "1"/"0" on the wire.
-    enable_outbound_sms: bool | None = None
-    mobile_operator: str | None = None
-
-    def to_element(self) -> Element:
-        """``<settings:DeviceInformation><settings:Set>...`` with the fields that are set."""
-        children: list[Element] = []
-        for attr, tag in _DEVICE_INFO_FIELDS:
-            value = getattr(self, attr)
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                value = "1" if value else "0"
-            children.append(E(_S, tag, text=value))
-        return E(_S, "DeviceInformation", E(_S, "Set", *children))
-
-    @classmethod
-    def from_element(cls, el: Element, where: str = "Provision") -> DeviceInformation:
-        """Read ``<settings:DeviceInformation>``; it must hold one ``<Set>``."""
-        expect_root(el, _S, "DeviceInformation", where)
-        path = f"{where}/DeviceInformation"
-        set_el = required(el, _S, "Set", path)
-        set_path = f"{path}/Set"
-        reject_unknown(set_el, [(_S, tag) for _, tag in _DEVICE_INFO_FIELDS], set_path)
-        found: dict[str, str | bool | None] = {}
-        for attr, tag in _DEVICE_INFO_FIELDS:
-            child = optional(set_el, _S, tag, set_path)
-            if child is None:
-                continue
-            text = text_of(child, set_path, max_len=1024)
-            if attr == "enable_outbound_sms":
-                if text not in ("0", "1"):
-                    raise CommandError(f"{set_path}/{tag}: expected 0 or 1, got {text[:20]!r}")
-                found[attr] = text == "1"
-            else:
-                found[attr] = text
-        return cls(**found)  # type: ignore[arg-type]
-
-
 # --- requests --------------------------------------------------------------------------------
 
 
@@ -663,12 +601,9 @@ class ProvisionRequest:
             if info is None:
                 return cls(kind=RequestKind.WIPE_FETCH)
             return cls(kind=RequestKind.INITIAL, device_information=info)
-        reject_unknown(policies, [(_P, "Policy")], f"{where}/Policies")
-        policy = required(policies, _P, "Policy", f"{where}/Policies")
-        path = f"{where}/Policies/Policy"
-        reject_unknown(policy, [(_P, "PolicyType"), (_P, "PolicyKey"), (_P, "Status")], path)
-        type_el = optional(policy, _P, "PolicyType", path)
-        policy_type = None if type_el is None else text_of(type_el, path, max_len=256)
+        policy, path, policy_type = _read_policy(
+            policies, where, ("PolicyType", "PolicyKey", "Status")
+        )
         key_el = optional(policy, _P, "PolicyKey", path)
         if key_el is None:
             if optional(policy, _P, "Status", path) is not None:
@@ -885,13 +820,9 @@ class ProvisionResponse:
                 account_only_remote_wipe=account_wipe,
                 device_information_status=info_status,
             )
-        reject_unknown(policies, [(_P, "Policy")], f"{where}/Policies")
-        policy = required(policies, _P, "Policy", f"{where}/Policies")
-        path = f"{where}/Policies/Policy"
-        reject_unknown(
-            policy, [(_P, "PolicyType"), (_P, "Status"), (_P, "PolicyKey"), (_P, "Data")], path
+        policy, path, policy_type = _read_policy(
+            policies, where, ("PolicyType", "Status", "PolicyKey", "Data")
         )
-        type_el = optional(policy, _P, "PolicyType", path)
         status_el = optional(policy, _P, "Status", path)
         key_el = optional(policy, _P, "PolicyKey", path)
         data = optional(policy, _P, "Data", path)
@@ -905,7 +836,7 @@ class ProvisionResponse:
                 wap = text_of(data, path, max_len=65536)
         return cls(
             status=status,
-            policy_type=None if type_el is None else text_of(type_el, path, max_len=256),
+            policy_type=policy_type,
             policy_status=None if status_el is None else int_of(status_el, path),
             policy_key=None if key_el is None else text_of(key_el, path, max_len=64),
             doc=doc,
@@ -914,6 +845,19 @@ class ProvisionResponse:
             account_only_remote_wipe=account_wipe,
             device_information_status=info_status,
         )
+
+
+def _read_policy(
+    policies: Element, where: str, allowed: tuple[str, ...]
+) -> tuple[Element, str, str | None]:
+    """The one ``Policies/Policy`` of a request or response (MS-ASPROV 2.2.2.40/2.2.2.41), its
+    path and its PolicyType; children not in ``allowed`` are an error."""
+    reject_unknown(policies, [(_P, "Policy")], f"{where}/Policies")
+    policy = required(policies, _P, "Policy", f"{where}/Policies")
+    path = f"{where}/Policies/Policy"
+    reject_unknown(policy, [(_P, tag) for tag in allowed], path)
+    type_el = optional(policy, _P, "PolicyType", path)
+    return policy, path, None if type_el is None else text_of(type_el, path, max_len=256)
 
 
 def _empty_flag(parent: Element, tag: str, where: str) -> bool:

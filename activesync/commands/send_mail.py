@@ -27,6 +27,7 @@ from typing import Final
 import attrs
 
 from activesync.commands import fields as f
+from activesync.commands.fields import MAX_STATUS
 from activesync.errors import CommandError
 from activesync.wbxml.tree import Element
 
@@ -35,8 +36,6 @@ PAGE: Final = "ComposeMail"
 MAX_CLIENT_ID_LEN: Final = 40
 #: MS-ASCMD 2.2.3.3.1: AccountId, a string; bounded like other ids.
 MAX_ACCOUNT_ID_LEN: Final = 64
-#: Command and global statuses are small integers (MS-ASCMD 2.2.2 ends below 200).
-MAX_STATUS: Final = 999
 #: MS-ASCMD 2.2.2 status 107 InvalidMIME.
 INVALID_MIME: Final = 107
 

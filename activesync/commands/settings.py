@@ -27,6 +27,7 @@ from typing import Final
 import attrs
 
 from activesync.commands import fields as f
+from activesync.commands.fields import MAX_STATUS
 from activesync.errors import CommandError
 from activesync.versions import ProtocolVersion
 from activesync.wbxml.tree import Element
@@ -36,8 +37,6 @@ PAGE: Final = "Settings"
 MAX_DEVICE_INFO_LEN: Final = 1024
 #: MS-ASCMD 2.2.3.132.1: the recovery password is at most 255 characters.
 MAX_PASSWORD_LEN: Final = 255
-#: Command and global statuses are small integers (MS-ASCMD 2.2.2 ends below 200).
-MAX_STATUS: Final = 999
 
 
 class SettingsStatus(enum.IntEnum):
@@ -78,7 +77,11 @@ _DEVICE_FIELDS: Final = (
 
 @attrs.frozen(kw_only=True)
 class DeviceInformation:
-    """``<DeviceInformation><Set>…</Set></DeviceInformation>`` (MS-ASCMD 2.2.3.45/2.2.3.167)."""
+    """``<DeviceInformation><Set>…</Set></DeviceInformation>`` (MS-ASCMD 2.2.3.45/2.2.3.167).
+
+    The one view of this element: Settings sends it as a part of its own, Provision carries it
+    from 14.1 (MS-ASPROV 2.2.2.53); ``activesync.commands.provision`` re-exports this class.
+    """
 
     #: Device model, e.g. "iPhone15,2".
     model: str | None = attrs.field(default=None, validator=_info_rule("Model"))
@@ -110,7 +113,8 @@ class DeviceInformation:
 
     @classmethod
     def from_element(cls, el: Element, where: str = "") -> DeviceInformation:
-        """Read ``<Settings:DeviceInformation>`` (from Settings or Provision)."""
+        """Read ``<Settings:DeviceInformation>``; ``where`` is the path of its parent
+        (``"Settings"``, ``"Provision"``) for error messages."""
         f.expect_root(el, PAGE, "DeviceInformation", where)
         path = f"{where}/DeviceInformation" if where else "DeviceInformation"
         f.reject_unknown(el, [(PAGE, "Set")], path)
@@ -417,11 +421,7 @@ class UserInformationResult:
             if addr_el is not None:
                 addresses = EmailAddresses.from_element(addr_el, gpath)
             if acc_el is not None:
-                f.reject_unknown(acc_el, [(PAGE, "Account")], f"{gpath}/Accounts")
-                accounts = tuple(
-                    Account.from_element(a, f"{gpath}/Accounts/Account[{i}]")
-                    for i, a in enumerate(f.all_named(acc_el, PAGE, "Account"))
-                )
+                accounts = f.list_of(acc_el, PAGE, "Account", gpath, Account.from_element)
             if addresses is None and accounts is None:
                 # An empty Get: represent it as the legacy form with no addresses.
                 addresses = EmailAddresses()

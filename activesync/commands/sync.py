@@ -27,22 +27,21 @@ Theory of operation:
 from __future__ import annotations
 
 import enum
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import ClassVar, Final, Self, TypeVar
 
 import attrs
 
 from activesync.commands import fields as f
 from activesync.commands.airsyncbase import PAGE as BASE
 from activesync.commands.airsyncbase import BodyPreference
+from activesync.commands.fields import MAX_ID_LEN, MAX_STATUS
 from activesync.errors import CommandError
 from activesync.wbxml.tree import Element
 
 PAGE: Final = "AirSync"
-#: SyncKey, CollectionId, ServerId and ClientId are strings of up to 64 characters (MS-ASCMD
-#: 2.2.3.181.4, 2.2.3.30.6, 2.2.3.166.8, 2.2.3.28.3).
-MAX_ID_LEN: Final = 64
-#: Command and global statuses are small integers (MS-ASCMD 2.2.2 ends below 200).
-MAX_STATUS: Final = 999
+
+_T = TypeVar("_T")
 
 
 class SyncStatus(enum.IntEnum):
@@ -225,12 +224,17 @@ class ClientAdd:
 
 
 @attrs.frozen(kw_only=True)
-class ServerAdd:
-    """Server ``<Add>``: an item the phone must create (MS-ASCMD 2.2.3.7.2)."""
+class _ItemWithData:
+    """Class, ServerId and ApplicationData under the tag ``TAG``: the shape server Add and
+    either side's Change share (MS-ASCMD 2.2.3.7.2, 2.2.3.24); the subclasses differ only in
+    the tag, and stay distinct types for the commands' unions."""
+
+    #: The element's tag.
+    TAG: ClassVar[str]
 
     #: The item's id.
     server_id: str = attrs.field(validator=_id_rule("ServerId"))
-    #: The item's properties.
+    #: The item's properties (``<AirSync:ApplicationData>``).
     application_data: Element | None = attrs.field(default=None, validator=_check_app_data)
     #: Item class, when not the folder's default.
     class_: str | None = None
@@ -238,14 +242,14 @@ class ServerAdd:
     def to_element(self) -> Element:
         return f.container(
             PAGE,
-            "Add",
+            self.TAG,
             f.leaf(PAGE, "Class", self.class_),
             f.leaf(PAGE, "ServerId", self.server_id),
             self.application_data,
         )
 
     @classmethod
-    def from_element(cls, el: Element, where: str) -> ServerAdd:
+    def from_element(cls, el: Element, where: str) -> Self:
         return cls(
             server_id=f.req_text(el, PAGE, "ServerId", where, max_len=MAX_ID_LEN),
             application_data=_app_data(el, where),
@@ -254,32 +258,17 @@ class ServerAdd:
 
 
 @attrs.frozen(kw_only=True)
-class ItemChange:
+class ServerAdd(_ItemWithData):
+    """Server ``<Add>``: an item the phone must create (MS-ASCMD 2.2.3.7.2)."""
+
+    TAG: ClassVar[str] = "Add"
+
+
+@attrs.frozen(kw_only=True)
+class ItemChange(_ItemWithData):
     """``<Change>`` from either side: new property values of an item (MS-ASCMD 2.2.3.24)."""
 
-    #: The item's id.
-    server_id: str = attrs.field(validator=_id_rule("ServerId"))
-    #: The changed properties.
-    application_data: Element | None = attrs.field(default=None, validator=_check_app_data)
-    #: Item class, when not the folder's default.
-    class_: str | None = None
-
-    def to_element(self) -> Element:
-        return f.container(
-            PAGE,
-            "Change",
-            f.leaf(PAGE, "Class", self.class_),
-            f.leaf(PAGE, "ServerId", self.server_id),
-            self.application_data,
-        )
-
-    @classmethod
-    def from_element(cls, el: Element, where: str) -> ItemChange:
-        return cls(
-            server_id=f.req_text(el, PAGE, "ServerId", where, max_len=MAX_ID_LEN),
-            application_data=_app_data(el, where),
-            class_=f.opt_text(el, PAGE, "Class", where),
-        )
+    TAG: ClassVar[str] = "Change"
 
 
 @attrs.frozen(kw_only=True)
@@ -308,33 +297,35 @@ class ItemDelete:
 
 
 @attrs.frozen
-class ItemSoftDelete:
-    """Server ``<SoftDelete>``: the item left the FilterType window (MS-ASCMD 2.2.3.170)."""
+class _ItemRef:
+    """Only a ServerId under the tag ``TAG``: server SoftDelete and client Fetch."""
+
+    #: The element's tag.
+    TAG: ClassVar[str]
 
     #: The item's id.
     server_id: str = attrs.field(validator=_id_rule("ServerId"))
 
     def to_element(self) -> Element:
-        return f.container(PAGE, "SoftDelete", f.leaf(PAGE, "ServerId", self.server_id))
+        return f.container(PAGE, self.TAG, f.leaf(PAGE, "ServerId", self.server_id))
 
     @classmethod
-    def from_element(cls, el: Element, where: str) -> ItemSoftDelete:
+    def from_element(cls, el: Element, where: str) -> Self:
         return cls(f.req_text(el, PAGE, "ServerId", where, max_len=MAX_ID_LEN))
 
 
 @attrs.frozen
-class ItemFetch:
+class ItemSoftDelete(_ItemRef):
+    """Server ``<SoftDelete>``: the item left the FilterType window (MS-ASCMD 2.2.3.170)."""
+
+    TAG: ClassVar[str] = "SoftDelete"
+
+
+@attrs.frozen
+class ItemFetch(_ItemRef):
     """Client ``<Fetch>``: send this item's full data (MS-ASCMD 2.2.3.67.2)."""
 
-    #: The item's id.
-    server_id: str = attrs.field(validator=_id_rule("ServerId"))
-
-    def to_element(self) -> Element:
-        return f.container(PAGE, "Fetch", f.leaf(PAGE, "ServerId", self.server_id))
-
-    @classmethod
-    def from_element(cls, el: Element, where: str) -> ItemFetch:
-        return cls(f.req_text(el, PAGE, "ServerId", where, max_len=MAX_ID_LEN))
+    TAG: ClassVar[str] = "Fetch"
 
 
 #: What a client may put in Commands.
@@ -343,41 +334,36 @@ ClientCommand = ClientAdd | ItemChange | ItemDelete | ItemFetch
 ServerCommand = ServerAdd | ItemChange | ItemDelete | ItemSoftDelete
 
 
-def _client_commands(el: Element, where: str) -> tuple[ClientCommand, ...]:
-    out: list[ClientCommand] = []
-    for i, c in enumerate(el.children):
-        path = f"{where}/{c.tag}[{i}]"
-        if c.page == PAGE and c.tag == "Add":
-            out.append(ClientAdd.from_element(c, path))
-        elif c.page == PAGE and c.tag == "Change":
-            out.append(ItemChange.from_element(c, path))
-        elif c.page == PAGE and c.tag == "Delete":
-            out.append(ItemDelete.from_element(c, path))
-        elif c.page == PAGE and c.tag == "Fetch":
-            out.append(ItemFetch.from_element(c, path))
-        else:
-            raise CommandError(
-                f"{where}: expected Add, Change, Delete or Fetch, got {f.name(c.page, c.tag)}"
-            )
-    return tuple(out)
+#: Reads one item element; the path it is given names the element itself.
+_Reader = Callable[[Element, str], _T]
+
+#: Tag -> view of every command a client may send, and of every one a server may send.
+_CLIENT_COMMANDS: Final[dict[str, _Reader[ClientCommand]]] = {
+    "Add": ClientAdd.from_element,
+    "Change": ItemChange.from_element,
+    "Delete": ItemDelete.from_element,
+    "Fetch": ItemFetch.from_element,
+}
+_SERVER_COMMANDS: Final[dict[str, _Reader[ServerCommand]]] = {
+    "Add": ServerAdd.from_element,
+    "Change": ItemChange.from_element,
+    "Delete": ItemDelete.from_element,
+    "SoftDelete": ItemSoftDelete.from_element,
+}
 
 
-def _server_commands(el: Element, where: str) -> tuple[ServerCommand, ...]:
-    out: list[ServerCommand] = []
+def _read_items(el: Element, where: str, readers: Mapping[str, _Reader[_T]]) -> tuple[_T, ...]:
+    """Every child of ``el`` (Commands, Responses) through the reader for its tag, in order."""
+    out: list[_T] = []
     for i, c in enumerate(el.children):
-        path = f"{where}/{c.tag}[{i}]"
-        if c.page == PAGE and c.tag == "Add":
-            out.append(ServerAdd.from_element(c, path))
-        elif c.page == PAGE and c.tag == "Change":
-            out.append(ItemChange.from_element(c, path))
-        elif c.page == PAGE and c.tag == "Delete":
-            out.append(ItemDelete.from_element(c, path))
-        elif c.page == PAGE and c.tag == "SoftDelete":
-            out.append(ItemSoftDelete.from_element(c, path))
-        else:
+        reader = readers.get(c.tag) if c.page == PAGE else None
+        if reader is None:
+            tags = list(readers)
             raise CommandError(
-                f"{where}: expected Add, Change, Delete or SoftDelete, got {f.name(c.page, c.tag)}"
+                f"{where}: expected {', '.join(tags[:-1])} or {tags[-1]}, "
+                f"got {f.name(c.page, c.tag)}"
             )
+        out.append(reader(c, f"{where}/{c.tag}[{i}]"))
     return tuple(out)
 
 
@@ -466,7 +452,9 @@ class SyncCollectionRequest:
                 SyncOptions.from_element(o, f"{where}/Options[{i}]")
                 for i, o in enumerate(f.all_named(el, PAGE, "Options"))
             ),
-            commands=None if commands is None else _client_commands(commands, f"{where}/Commands"),
+            commands=None
+            if commands is None
+            else _read_items(commands, f"{where}/Commands", _CLIENT_COMMANDS),
         )
 
 
@@ -533,15 +521,10 @@ class SyncRequest:
             where,
         )
         colls = f.optional(el, PAGE, "Collections", where)
-        collections: tuple[SyncCollectionRequest, ...] | None = None
-        if colls is not None:
-            f.reject_unknown(colls, [(PAGE, "Collection")], f"{where}/Collections")
-            collections = tuple(
-                SyncCollectionRequest.from_element(c, f"{where}/Collections/Collection[{i}]")
-                for i, c in enumerate(f.all_named(colls, PAGE, "Collection"))
-            )
         return cls(
-            collections=collections,
+            collections=None
+            if colls is None
+            else f.list_of(colls, PAGE, "Collection", where, SyncCollectionRequest.from_element),
             wait=f.opt_int(el, PAGE, "Wait", where),
             heartbeat_interval=f.opt_int(el, PAGE, "HeartbeatInterval", where),
             window_size=f.opt_int(el, PAGE, "WindowSize", where),
@@ -671,26 +654,12 @@ class FetchResponse:
 #: What a server may put in Responses.
 ItemResponse = AddResponse | ChangeResponse | DeleteResponse | FetchResponse
 
-_RESPONSE_KINDS: Final[
-    dict[str, type[AddResponse | ChangeResponse | DeleteResponse | FetchResponse]]
-] = {
-    "Add": AddResponse,
-    "Change": ChangeResponse,
-    "Delete": DeleteResponse,
-    "Fetch": FetchResponse,
+_RESPONSES: Final[dict[str, _Reader[ItemResponse]]] = {
+    "Add": AddResponse.from_element,
+    "Change": ChangeResponse.from_element,
+    "Delete": DeleteResponse.from_element,
+    "Fetch": FetchResponse.from_element,
 }
-
-
-def _responses(el: Element, where: str) -> tuple[ItemResponse, ...]:
-    out: list[ItemResponse] = []
-    for i, c in enumerate(el.children):
-        kind = _RESPONSE_KINDS.get(c.tag) if c.page == PAGE else None
-        if kind is None:
-            raise CommandError(
-                f"{where}: expected Add, Change, Delete or Fetch, got {f.name(c.page, c.tag)}"
-            )
-        out.append(kind.from_element(c, f"{where}/{c.tag}[{i}]"))
-    return tuple(out)
 
 
 @attrs.frozen(kw_only=True)
@@ -755,8 +724,12 @@ class SyncCollectionResponse:
             status=f.req_int(el, PAGE, "Status", where, hi=MAX_STATUS),
             class_=f.opt_text(el, PAGE, "Class", where),
             more_available=f.has_flag(el, PAGE, "MoreAvailable", where),
-            commands=None if commands is None else _server_commands(commands, f"{where}/Commands"),
-            responses=None if responses is None else _responses(responses, f"{where}/Responses"),
+            commands=None
+            if commands is None
+            else _read_items(commands, f"{where}/Commands", _SERVER_COMMANDS),
+            responses=None
+            if responses is None
+            else _read_items(responses, f"{where}/Responses", _RESPONSES),
         )
 
 
@@ -800,15 +773,10 @@ class SyncResponse:
         where = "Sync"
         f.reject_unknown(el, [(PAGE, "Status"), (PAGE, "Limit"), (PAGE, "Collections")], where)
         colls = f.optional(el, PAGE, "Collections", where)
-        collections: tuple[SyncCollectionResponse, ...] | None = None
-        if colls is not None:
-            f.reject_unknown(colls, [(PAGE, "Collection")], f"{where}/Collections")
-            collections = tuple(
-                SyncCollectionResponse.from_element(c, f"{where}/Collections/Collection[{i}]")
-                for i, c in enumerate(f.all_named(colls, PAGE, "Collection"))
-            )
         return cls(
             status=f.opt_int(el, PAGE, "Status", where, hi=MAX_STATUS),
             limit=f.opt_int(el, PAGE, "Limit", where),
-            collections=collections,
+            collections=None
+            if colls is None
+            else f.list_of(colls, PAGE, "Collection", where, SyncCollectionResponse.from_element),
         )

@@ -120,9 +120,22 @@ def explain(sentry: Sentry, key: str, record: DeviceRecord) -> dict[str, Any]:
             "policy": "temporary default policy"
             if record.policy_version == 0
             else f"UEM ActiveSync policy v{record.policy_version}",
+            "upstream_provisioned": _upstream_provisioned(sentry, key),
         }
     )
     return body
+
+
+def _upstream_provisioned(sentry: Sentry, key: str) -> str:
+    """uem policy mode: whether the gatekeeper holds an upstream key for the record (never
+    the key itself)."""
+    since = sentry.upstream_keys.issued_at(key)
+    if since is None:
+        return "no: the upstream has not demanded provisioning of this device (yet)"
+    return (
+        f"yes, since {_iso(since)}: forwarded requests carry the upstream's own policy key "
+        "in place of the device's"
+    )
 
 
 def _iso(at: float) -> str:

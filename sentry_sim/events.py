@@ -163,8 +163,10 @@ class UpstreamFailed(Event):
 class RequestDenied(Event):
     """The device was answered by the gatekeeper without reaching upstream (step 8 and more).
 
-    ``why`` is "blocked", "mailbox_limit", "wipe_pending", "provisioning_needed" or
-    "unreachable_block".
+    ``why`` is "blocked", "mailbox_limit", "wipe_pending", "provisioning_needed",
+    "unreachable_block" or "upstream_retry" (the upstream demanded provisioning of a request
+    whose body was too large to keep for a replay: the gatekeeper provisioned with the
+    upstream and told the device to retry).
     """
 
     kind: ClassVar[str] = "request_denied"
@@ -189,11 +191,17 @@ class ProvisionAnswered(Event):
 
 @attrs.frozen(kw_only=True)
 class UpstreamProvisioned(Event):
-    """The upstream demanded provisioning and the gatekeeper provisioned with it for the device."""
+    """The upstream demanded provisioning (``demand``: HTTP 449 or body Status 141-144) and the
+    gatekeeper ran the two-phase Provision with it on the device's behalf (uem policy mode).
+    ``ok`` says whether it got the upstream's final key; ``detail`` says what happened;
+    ``upstream_status`` is the HTTP status of the upstream's last answer (0: unreachable).
+    The keys themselves are never in the event."""
 
     kind: ClassVar[str] = "upstream_provisioned"
     ok: bool
     detail: str
+    demand: int = 0
+    upstream_status: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -238,6 +246,7 @@ class DeviceListLoaded(Event):
     kind: ClassVar[str] = "device_list_loaded"
     records: int
     pending_reports: int
+    upstream_keys: int = 0
 
 
 Subscriber = Callable[[Event], None]

@@ -232,7 +232,7 @@ class Gate:
                 return FORWARD
             if access.command == "Provision":
                 return AnswerProvision(wipe=False, policy_version=record.policy_version)
-            if access.command in KEYLESS_COMMANDS or self.key_check is None:
+            if access.command.lower() in KEYLESS_COMMANDS or self.key_check is None:
                 return FORWARD
             status = self.key_check(access.key, access.policy_key, record.policy_version)
             if status is None:

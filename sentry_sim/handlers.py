@@ -11,12 +11,27 @@ Theory of operation: OPTIONS is forwarded before any identity is read, so it is 
 or base64 query, the raw query string so base64 survives), admitted by the gate and dispatched.
 The policy key is taken from ``X-MS-PolicyKey`` (or the base64 field), else from a
 ``PolicyKey`` query parameter, which some clients send on the acknowledgement.
+
+In ``uem`` policy mode a forwarded request carries the upstream's key of its record instead of
+the device's (``upstream_policy.upstream_line``), and the answers that may demand provisioning
+(HTTP 449, small HTTP 200 bodies) are held back. On a demand the gatekeeper provisions with the
+upstream (``Sentry.provision_upstream``) and replays the request with the new upstream key;
+the device sees only the replay's answer. The replay needs the request body: bodies up to the
+forwarder's buffer (1 MiB) are kept; a larger one was streamed and is gone, so the device is
+told to retry (Status 111 from 14.0, HTTP 503 below, with Retry-After: 1), which it does with
+the upstream key already in place. If provisioning with the upstream fails, the device gets
+the upstream's own refusal (e.g. 401 for a wrong password) or else its demand, never a key.
+
+The gatekeeper's own answers are never HTTP 200 with an empty body (only Sync may have one, and
+the gatekeeper never answers a Sync itself with one): denials come from ``activesync.answers``
+(200 only with a WBXML body) and Provision answers always have a body.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
+import attrs
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -32,6 +47,7 @@ from activesync.answers import (
 from activesync.commands.provision import ProvisionRequest
 from activesync.errors import ActiveSyncError, QueryError
 from activesync.query import EasRequest, parse_policy_key, parse_request
+from activesync.status import Status
 from activesync.wbxml import decode, encode
 from sentry_sim.config import BlockedResponse
 from sentry_sim.events import (
@@ -54,13 +70,31 @@ from sentry_sim.gate import (
     Wait,
 )
 from sentry_sim.service import Sentry
-from sentry_sim.upstream import UpstreamUnavailable
+from sentry_sim.upstream import Forwarded, Intercept, UpstreamUnavailable
+from sentry_sim.upstream_policy import (
+    HTTP_RETRY_WITH_PROVISION,
+    MAX_DEMAND_BODY,
+    demand_of,
+    is_demand,
+    upstream_line,
+)
 
 #: The running gatekeeper of a device-facing (or admin) app.
 SENTRY: Final = web.AppKey("sentry", Sentry)
 
 #: Largest Provision body the gatekeeper reads itself (real ones are well under 2 KiB).
 MAX_PROVISION_BYTES: Final = 64 * 1024
+
+#: Seconds a device told to retry after the gatekeeper provisioned with the upstream waits.
+RETRY_AFTER_UPSTREAM_PROVISION_S: Final = 1
+
+#: uem policy mode: the upstream answers held back because they may demand provisioning.
+DEMAND_INTERCEPT: Final = Intercept(
+    always=frozenset({HTTP_RETRY_WITH_PROVISION}),
+    small=frozenset({200}),
+    max_body=MAX_DEMAND_BODY,
+    wanted=is_demand,
+)
 
 _EAS: Final = web.RequestKey("eas", EasRequest)
 _RID: Final = web.RequestKey("request_id", str)
@@ -158,25 +192,39 @@ async def activesync(request: web.Request) -> web.StreamResponse:
         return _deny(sentry, access, outcome)
     if isinstance(outcome, AnswerProvision):
         return await _provision(sentry, request, access, outcome)
-    drop_key = sentry.config.activesync_policy_mode is PolicyMode.UEM
-    return await _forward(sentry, request, request_id, access.command, access.key, drop_key)
+    if sentry.config.activesync_policy_mode is PolicyMode.UEM:
+        return await _forward_uem(sentry, request, eas, access)
+    return await _forward(sentry, request, request_id, access.command, access.key)
+
+
+def deny_answer(blocked_response: BlockedResponse, access: Access, deny: Deny) -> EasAnswer:
+    """The answer to a request the gate denied, shaped for the device's version."""
+    command, version = access.command, access.version
+    blocking = deny.why in (DenyWhy.BLOCKED, DenyWhy.MAILBOX_LIMIT, DenyWhy.UNREACHABLE_BLOCK)
+    if blocking and blocked_response is BlockedResponse.HTTP403:
+        return EasAnswer(http_status=403, eas_status=deny.status)
+    if deny.why is DenyWhy.MAILBOX_LIMIT:
+        return device_limit_answer(command, version)
+    if blocking:
+        return blocked_answer(command, version)
+    if deny.why is DenyWhy.WIPE_PENDING:
+        return remote_wipe_needed_answer(
+            command, version, policy_key_sent=access.policy_key is not None
+        )
+    return provisioning_needed_answer(command, version, deny.status)
+
+
+def retry_answer(access: Access) -> EasAnswer:
+    """ "Try again shortly": Status 111 ServerErrorRetryLater in the command's root from 14.0,
+    HTTP 503 below (MS-ASCMD 2.2.2), with Retry-After (MS-ASHTTP 3.2.5.1, R287)."""
+    answer = status_answer(access.command, Status.ServerErrorRetryLater, access.version)
+    retry = ("Retry-After", str(RETRY_AFTER_UPSTREAM_PROVISION_S))
+    return attrs.evolve(answer, headers=(*answer.headers, retry))
 
 
 def _deny(sentry: Sentry, access: Access, deny: Deny) -> web.Response:
-    command, version = access.command, access.version
-    blocking = deny.why in (DenyWhy.BLOCKED, DenyWhy.MAILBOX_LIMIT, DenyWhy.UNREACHABLE_BLOCK)
-    if blocking and sentry.config.blocked_response is BlockedResponse.HTTP403:
-        answer = EasAnswer(http_status=403, eas_status=deny.status)
-    elif deny.why is DenyWhy.MAILBOX_LIMIT:
-        answer = device_limit_answer(command, version)
-    elif blocking:
-        answer = blocked_answer(command, version)
-    elif deny.why is DenyWhy.WIPE_PENDING:
-        answer = remote_wipe_needed_answer(
-            command, version, policy_key_sent=access.policy_key is not None
-        )
-    else:
-        answer = provisioning_needed_answer(command, version, deny.status)
+    command = access.command
+    answer = deny_answer(sentry.config.blocked_response, access, deny)
     sentry.emit(
         RequestDenied(
             at=sentry.clock.now(),
@@ -206,6 +254,9 @@ async def _provision(
             f"Provision body: expected at most {MAX_PROVISION_BYTES} bytes", http_status=413
         )
     provision = ProvisionRequest.from_element(decode(body))
+    if provision.device_information is not None:
+        # Kept for provisioning with the upstream on this device's behalf (14.1+ needs it).
+        sentry.device_information.remember(access.key, provision.device_information)
     answer = sentry.policy.answer(
         access.key,
         provision,
@@ -236,35 +287,112 @@ async def _forward(
     request_id: str,
     command: str,
     record: str,
-    drop_policy_key: bool = False,
 ) -> web.StreamResponse:
-    # uem policy mode: the key is the gatekeeper's own; the upstream never sees it.
-    drop = ("X-MS-PolicyKey",) if drop_policy_key else ()
+    """Pass the request through unchanged (OPTIONS, pass_through policy mode)."""
     try:
-        forwarded = await sentry.forwarder.forward(request, drop_headers=drop)
+        forwarded = await sentry.forwarder.forward(request)
     except UpstreamUnavailable as exc:
+        return _upstream_down(sentry, request_id, command, record, str(exc))
+    assert isinstance(forwarded, Forwarded)  # no intercept asked for
+    return _forwarded(sentry, request_id, command, record, forwarded.status, forwarded.response)
+
+
+async def _forward_uem(
+    sentry: Sentry, request: web.Request, eas: EasRequest, access: Access
+) -> web.StreamResponse:
+    """uem policy mode: forward with the upstream's key; provision upstream on its demand."""
+    rid, command, record = access.request_id, access.command, access.key
+    used = sentry.upstream_keys.get(record)
+    line = upstream_line(eas, request.raw_path, used)
+    try:
+        result = await sentry.forwarder.forward(
+            request,
+            set_headers=dict(line.set_headers),
+            drop_headers=line.drop_headers,
+            raw_path=line.raw_path,
+            intercept=DEMAND_INTERCEPT,
+        )
+    except UpstreamUnavailable as exc:
+        return _upstream_down(sentry, rid, command, record, str(exc))
+    if isinstance(result, Forwarded):
+        return _forwarded(sentry, rid, command, record, result.status, result.response)
+    held = result.answer
+    demand = demand_of(held.status, held.body) or held.status
+    outcome = await sentry.provision_upstream(
+        access, eas, request.headers, request.raw_path, used, demand
+    )
+    if outcome.unreachable:
+        return _upstream_down(sentry, rid, command, record, outcome.detail)
+    if outcome.key is None:
+        # What the upstream said, its refusal of the Provision (401...) or else its demand:
+        # neither carries a key. The device provisions with the gatekeeper again and retries.
+        said = outcome.answer or held
+        return _forwarded(sentry, rid, command, record, said.status, said.to_response())
+    if result.request_body is None:
+        # The body was streamed and cannot be sent again; the upstream key is in place now.
+        answer = retry_answer(access)
         sentry.emit(
-            UpstreamFailed(
+            RequestDenied(
                 at=sentry.clock.now(),
-                request_id=request_id,
+                request_id=rid,
                 record=record,
                 command=command,
-                error=str(exc),
+                why="upstream_retry",
+                http_status=answer.http_status,
+                eas_status=answer.eas_status,
             )
         )
-        # MS-ASHTTP 3.2.5.1 (R287): 503 MAY carry Retry-After; clients honour it.
-        return web.Response(
-            status=503,
-            headers={"Retry-After": str(sentry.config.upstream_retry_after_s)},
-            text="upstream EAS server unavailable",
+        return _response(answer)
+    line = upstream_line(eas, request.raw_path, outcome.key, force=True)
+    try:
+        replay = await sentry.forwarder.forward(
+            request,
+            body=result.request_body,
+            set_headers=dict(line.set_headers),
+            drop_headers=line.drop_headers,
+            raw_path=line.raw_path,
         )
+    except UpstreamUnavailable as exc:
+        return _upstream_down(sentry, rid, command, record, str(exc))
+    assert isinstance(replay, Forwarded)  # no intercept asked for: a second demand goes through
+    return _forwarded(sentry, rid, command, record, replay.status, replay.response)
+
+
+def _forwarded(
+    sentry: Sentry,
+    request_id: str,
+    command: str,
+    record: str,
+    upstream_status: int,
+    response: web.StreamResponse,
+) -> web.StreamResponse:
     sentry.emit(
         RequestForwarded(
             at=sentry.clock.now(),
             request_id=request_id,
             record=record,
             command=command,
-            upstream_status=forwarded.status,
+            upstream_status=upstream_status,
         )
     )
-    return forwarded.response
+    return response
+
+
+def _upstream_down(
+    sentry: Sentry, request_id: str, command: str, record: str, error: str
+) -> web.Response:
+    sentry.emit(
+        UpstreamFailed(
+            at=sentry.clock.now(),
+            request_id=request_id,
+            record=record,
+            command=command,
+            error=error,
+        )
+    )
+    # MS-ASHTTP 3.2.5.1 (R287): 503 MAY carry Retry-After; clients honour it.
+    return web.Response(
+        status=503,
+        headers={"Retry-After": str(sentry.config.upstream_retry_after_s)},
+        text="upstream EAS server unavailable",
+    )

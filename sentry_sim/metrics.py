@@ -1,9 +1,10 @@
 """Prometheus counters of the gatekeeper, fed by its events.
 
 Responsibility: count what the event bus reports (requests by outcome, reports, decisions by
-source, pushes, resyncs, upstream failures, wait timeouts) and render them, together with the
-gauges read from the running gatekeeper (records per state, outbox, UEM reachability), in the
-Prometheus text exposition format 0.0.4. It must not change anything it observes.
+source, pushes, resyncs, upstream failures, provisions with the upstream, wait timeouts) and
+render them, together with the gauges read from the running gatekeeper (records per state,
+outbox, UEM reachability), in the Prometheus text exposition format 0.0.4. It must not change
+anything it observes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sentry_sim.events import (
     RequestForwarded,
     ResyncCompleted,
     ResyncFailed,
+    UpstreamProvisioned,
 )
 
 #: Counter families: name -> help text.
@@ -33,6 +35,8 @@ _COUNTERS: Final[dict[str, str]] = {
     "sentry_reports_total": "Report attempts to the UEM, by result.",
     "sentry_decisions_applied_total": "Decisions cached, by where they came from.",
     "sentry_resyncs_total": "Resyncs with the UEM, by result.",
+    "sentry_upstream_provisions_total": "Provisions with the upstream on a device's behalf, "
+    "by result.",
     "sentry_events_total": "Events emitted, by kind.",
 }
 
@@ -78,6 +82,8 @@ class Metrics:
             self.inc("sentry_resyncs_total", result="ok")
         elif isinstance(event, ResyncFailed):
             self.inc("sentry_resyncs_total", result="failed")
+        elif isinstance(event, UpstreamProvisioned):
+            self.inc("sentry_upstream_provisions_total", result="ok" if event.ok else "failed")
 
     def render(self, gauges: Iterable[tuple[str, str, Mapping[str, str], float]]) -> str:
         """The exposition text: the counters, then ``gauges`` (name, help, labels, value)."""

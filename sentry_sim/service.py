@@ -3,14 +3,19 @@
 Responsibility: own one gatekeeper's running state (device list, gate, policy gate, outbox,
 upstream forwarder, event bus) and carry out what the cores ask for: queue reports, wake the
 requests waiting on a record, apply the fallback when the UEM fails, run the start-up pull, the
-periodic resync and the periodic persistence, take pushes. Every step emits its event. It must
-not make access decisions itself (``gate.py`` does) nor build HTTP responses (``handlers.py``).
+periodic resync and the periodic persistence, take pushes, and provision with the upstream on a
+device's behalf when the upstream demands it (uem policy mode). Every step emits its event. It
+must not make access decisions itself (``gate.py`` does) nor build HTTP responses
+(``handlers.py``).
 
 Theory of operation: requests of an UNKNOWN record wait on one ``asyncio.Event`` per record,
 raced against the injected clock; whatever changes the record (a report answer, a push, a
 resync, a failed report's fallback, a removal) sets and drops the event, so 20 waiting requests
 cost one report and one wake-up. Background loops sleep on the clock, so a ``ManualClock``
-drives resyncs and persistence deterministically in tests and in the lab.
+drives resyncs and persistence deterministically in tests and in the lab. Provisioning with the
+upstream runs once per record however many of its requests meet the demand at the same time:
+the first starts a task, the others await the same task; a request that meets the demand after
+a new upstream key was stored just uses that key.
 """
 
 from __future__ import annotations
@@ -19,12 +24,13 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Coroutine, Iterable
-from typing import Any
+from collections.abc import Coroutine, Iterable, Mapping
+from typing import Any, Final
 
 import attrs
 
 from activesync.commands.provision import ProvisionDoc
+from activesync.query import EasRequest
 from sentry_sim.config import SentryConfig
 from sentry_sim.device_list import DeviceList, State
 from sentry_sim.events import (
@@ -40,13 +46,24 @@ from sentry_sim.events import (
     ReportSent,
     ResyncCompleted,
     ResyncFailed,
+    UpstreamProvisioned,
     WaitTimedOut,
 )
 from sentry_sim.gate import Access, Change, Gate, Outcome, ReportDevice, Wait, decision_keys
 from sentry_sim.policy_gate import PolicyGate, settings_doc
 from sentry_sim.store import Store
 from sentry_sim.uem_client import Outbox, UemClient, UemUnavailable
-from sentry_sim.upstream import Forwarder
+from sentry_sim.upstream import Forwarder, UpstreamAnswer, UpstreamUnavailable
+from sentry_sim.upstream_policy import (
+    CARRIED_HEADERS,
+    DeviceInformationBook,
+    Phase,
+    UpstreamKeys,
+    ack_body,
+    initial_body,
+    provision_line,
+    read_phase,
+)
 from simclock import Clock
 from uem_sim.contract import (
     ActiveSyncPolicy,
@@ -61,6 +78,23 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between attempts to register the push URL while the UEM is unreachable.
 REGISTER_RETRY_S = 5.0
+
+#: Seconds allowed for each of the two Provision requests the gatekeeper sends upstream.
+UPSTREAM_PROVISION_TIMEOUT_S: Final = 30.0
+
+
+@attrs.frozen
+class UpstreamProvisioning:
+    """How provisioning with the upstream on a device's behalf went."""
+
+    #: The upstream's final policy key, or None when provisioning failed.
+    key: int | None
+    #: What happened, in words (for the event and the logs).
+    detail: str
+    #: The upstream's own refusal (401, 403, 5xx...) when it gave one: the device gets it.
+    answer: UpstreamAnswer | None = None
+    #: The upstream could not be reached at all.
+    unreachable: bool = False
 
 
 @attrs.define(eq=False)
@@ -87,8 +121,13 @@ class Sentry:
     last_resync_at: float | None = None
     push_url: str | None = None
     registered: bool = False
+    #: uem policy mode: the upstream's final policy key of each record.
+    upstream_keys: UpstreamKeys = attrs.field(factory=UpstreamKeys)
+    #: uem policy mode: the DeviceInformation each device gave in its Provision.
+    device_information: DeviceInformationBook = attrs.field(factory=DeviceInformationBook)
     _waiters: dict[str, asyncio.Event] = attrs.field(factory=dict)
     _tasks: set[asyncio.Task[Any]] = attrs.field(factory=set)
+    _upstream_runs: dict[str, asyncio.Task[UpstreamProvisioning]] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self.outbox = Outbox(
@@ -187,8 +226,14 @@ class Sentry:
         resumed = self.outbox.resume()
         for key in resumed:
             self.devices.start_report(key)
+        upstream_keys = self.upstream_keys.load(self.store.upstream_keys())
         self.emit(
-            DeviceListLoaded(at=self.clock.now(), records=loaded, pending_reports=len(resumed))
+            DeviceListLoaded(
+                at=self.clock.now(),
+                records=loaded,
+                pending_reports=len(resumed),
+                upstream_keys=upstream_keys,
+            )
         )
 
     def emit(self, event: Event) -> None:
@@ -259,6 +304,111 @@ class Sentry:
         event = self._waiters.pop(key, None)
         if event is not None:
             event.set()
+
+    # -- provisioning with the upstream (uem policy mode) -----------------------------------
+    async def provision_upstream(
+        self,
+        access: Access,
+        eas: EasRequest,
+        device_headers: Mapping[str, str],
+        raw_path: str,
+        used_key: int | None,
+        demand: int,
+    ) -> UpstreamProvisioning:
+        """The upstream answered a request of ``access`` (sent with ``used_key``) with a
+        demand to provision: run the two-phase Provision with it on the device's behalf, once
+        per record however many requests wait, and keep its final key."""
+        record = access.key
+        current = self.upstream_keys.get(record)
+        if current is not None and current != used_key:
+            return UpstreamProvisioning(
+                current, "a concurrent request of this record provisioned with the upstream"
+            )
+        run = self._upstream_runs.get(record)
+        if run is None:
+            run = self._spawn(
+                self._provision_upstream(access, eas, device_headers, raw_path, demand),
+                f"upstream provisioning of {record}",
+            )
+            self._upstream_runs[record] = run
+
+            def forget(task: asyncio.Task[UpstreamProvisioning]) -> None:
+                if self._upstream_runs.get(record) is task:
+                    del self._upstream_runs[record]
+
+            run.add_done_callback(forget)
+        # Shielded: a device that hangs up must not cancel the run other requests wait on.
+        return await asyncio.shield(run)
+
+    async def _provision_upstream(
+        self,
+        access: Access,
+        eas: EasRequest,
+        device_headers: Mapping[str, str],
+        raw_path: str,
+        demand: int,
+    ) -> UpstreamProvisioning:
+        version = access.version
+        # The device's own credentials and client identity: the upstream must see the same
+        # user and device it would have seen without the gatekeeper.
+        carried = {n: v for n in CARRIED_HEADERS if (v := device_headers.get(n)) is not None}
+        information = self.device_information.for_upstream(
+            access.key, access.device_type, access.user_agent
+        )
+        phases: tuple[Phase, Phase] = ("policy", "acknowledgement")
+        key = 0
+        for phase in phases:
+            line = provision_line(eas, raw_path, key)
+            if phase == "policy":
+                body = initial_body(version, information)
+            else:
+                # MS-ASPROV 3.1.5.1.2.1: acknowledge with the temporary key, policy applied.
+                body = ack_body(version, key)
+            try:
+                answer = await self.forwarder.exchange(
+                    "POST",
+                    line.raw_path,
+                    {**carried, **dict(line.set_headers)},
+                    body,
+                    timeout_s=UPSTREAM_PROVISION_TIMEOUT_S,
+                )
+            except UpstreamUnavailable as exc:
+                failed = UpstreamProvisioning(None, f"{phase} request: {exc}", unreachable=True)
+                return self._upstream_done(access, demand, failed, 0)
+            read = read_phase(phase, answer.status, answer.body)
+            if isinstance(read, str):
+                refusal = answer if answer.status != 200 else None
+                return self._upstream_done(
+                    access, demand, UpstreamProvisioning(None, read, refusal), answer.status
+                )
+            key = read
+        now = self.clock.now()
+        self.upstream_keys.set(access.key, key, now)
+        self.store.put_upstream_key(access.key, key, now)
+        done = UpstreamProvisioning(
+            key,
+            f"provisioned with the upstream ({eas.form} query, {version.text}); its key "
+            "replaces the device's on every forwarded request",
+        )
+        return self._upstream_done(access, demand, done, 200)
+
+    def _upstream_done(
+        self, access: Access, demand: int, result: UpstreamProvisioning, upstream_status: int
+    ) -> UpstreamProvisioning:
+        self.emit(
+            UpstreamProvisioned(
+                at=self.clock.now(),
+                request_id=access.request_id,
+                record=access.key,
+                ok=result.key is not None,
+                detail=result.detail,
+                demand=demand,
+                upstream_status=upstream_status,
+            )
+        )
+        if result.key is None:
+            logger.info("provisioning %s with the upstream failed: %s", access.key, result.detail)
+        return result
 
     # -- decisions -------------------------------------------------------------------------
     def _changed(self, changes: Iterable[Change], source: str, request_id: str = "") -> None:

@@ -3,14 +3,16 @@
 Responsibility: write and read back what must survive a restart: UEM-decided device records
 (UNKNOWN and fallback records are never written: their reports are in the outbox instead),
 the outbox of reports the UEM has not taken yet, the ActiveSync policies records refer to, the
-gatekeeper id, the policy-key secret and the last UEM change version. It must not decide
+upstream's policy key of each record (uem policy mode), the gatekeeper id, the policy-key
+secret and the last UEM change version. It must not decide
 anything or know about HTTP.
 
 Theory of operation: one SQLite file, ``<state_dir>/sentry.sqlite3``, in WAL mode (or an
 in-memory database when no state_dir is configured, so the code path is the same). The device
 list is written as a whole snapshot in one transaction (periodically and at shutdown; the
-caller runs it in a worker thread, hence the lock); outbox rows are written through at once,
-because a report must not be lost if the process dies before the next snapshot.
+caller runs it in a worker thread, hence the lock); outbox rows and upstream keys are written
+through at once, because a report must not be lost if the process dies before the next
+snapshot, and an upstream key forgotten would cost the upstream a new partnership round.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,
     queued_at REAL NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS upstream_keys (
+    key TEXT PRIMARY KEY,
+    policy_key INTEGER NOT NULL,
+    issued_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
@@ -144,6 +151,22 @@ class Store:
                 "SELECT key, payload, queued_at, attempts FROM outbox ORDER BY queued_at"
             )
             return [OutboxEntry(str(k), str(p), float(q), int(a)) for k, p, q, a in cursor]
+
+    # -- upstream policy keys --------------------------------------------------------------
+    def put_upstream_key(self, key: str, policy_key: int, issued_at: float) -> None:
+        """Remember the upstream's final policy key of record ``key`` (replacing an older one)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO upstream_keys (key, policy_key, issued_at) VALUES (?, ?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET policy_key = excluded.policy_key,"
+                " issued_at = excluded.issued_at",
+                (key, policy_key, issued_at),
+            )
+
+    def upstream_keys(self) -> list[tuple[str, int, float]]:
+        with self._lock:
+            cursor = self._db.execute("SELECT key, policy_key, issued_at FROM upstream_keys")
+            return [(str(k), int(p), float(a)) for k, p, a in cursor]
 
     # -- small settings --------------------------------------------------------------------
     def get(self, name: str) -> str | None:

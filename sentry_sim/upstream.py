@@ -2,19 +2,28 @@
 
 Responsibility: proxy one aiohttp request to the upstream and stream the answer back, through
 ONE pooled keep-alive ``ClientSession`` per app; strip hop-by-hop headers both ways; pass the
-path and query through byte for byte (unknown query parameters included); report an upstream
-that cannot be reached as ``UpstreamUnavailable`` so the handler answers 503 + Retry-After.
-It must not decide access or look at EAS semantics, beyond the policy-key header rewrite the
-caller asks for. A later issue replaces this with a leaner httptools lane, so everything the
-handlers need goes through ``Forwarder.forward`` and nothing else.
+path and query through byte for byte (unknown query parameters included) unless the caller
+gives a rewritten one; hold back the upstream answers the caller asks to see first
+(``Intercept``); send the gatekeeper's own buffered requests (``exchange``); report an
+upstream that cannot be reached as ``UpstreamUnavailable`` so the handler answers 503 +
+Retry-After. It must not decide access or interpret EAS bodies: which answers to hold back
+and what they mean is the caller's rule. A later issue replaces this with a leaner httptools
+lane, so everything the handlers need goes through ``Forwarder`` and nothing else.
 
 Theory of operation:
-- Request bodies up to ``BUFFER_LIMIT`` bytes are read first, so a request that meets a pooled
-  connection the upstream has just closed can be retried once on a fresh one (the classic
-  keep-alive race); larger bodies are streamed straight through and cannot be retried.
+- Request bodies up to ``buffer_limit`` bytes (``BUFFER_LIMIT``, 1 MiB) are read first, so a
+  request that meets a pooled connection the upstream has just closed can be retried once on
+  a fresh one (the classic keep-alive race), and so the caller can replay it after an
+  intercepted answer; larger bodies (and bodies of unknown length) are streamed straight
+  through and can be neither. 1 MiB holds every EAS request but big SendMail attachments.
 - The response is streamed: status and end-to-end headers first, then chunks as they arrive,
   so a Ping long-poll holds one upstream connection and nothing else. The pool has no
   connection limit, so thousands of held Pings never starve other requests.
+- An ``Intercept`` names statuses to hold back always (their body read up to 64 KiB) and
+  statuses to hold back only when the body is small and of known length (read whole, so a
+  big Sync answer is never buffered); the caller's predicate then sees status and body and
+  says whether it wants the answer (``Intercepted``) or it goes to the device after all,
+  starting with the bytes already read.
 - RFC 9110 7.6.1: Connection, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade and
   every header named in Connection are hop-by-hop and never forwarded. Host is set from the
   upstream URL. Bodies are never decompressed (``auto_decompress=False``).
@@ -22,7 +31,8 @@ Theory of operation:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 import aiohttp
@@ -47,7 +57,11 @@ HOP_BY_HOP: Final = frozenset(
 )
 
 #: Request bodies up to this size are buffered (and so retryable); larger ones are streamed.
-BUFFER_LIMIT: Final = 64 * 1024
+BUFFER_LIMIT: Final = 1024 * 1024
+
+#: Most body bytes read of an answer held back whatever its size (``Intercept.always``), and of
+#: the gatekeeper's own exchanges; a Provision answer is well under 8 KiB.
+HELD_BODY_LIMIT: Final = 64 * 1024
 
 #: Headers aiohttp's client would add by itself; a proxy must not invent them.
 _SKIP_AUTO: Final = ("User-Agent", "Accept-Encoding", "Content-Type")
@@ -88,12 +102,55 @@ class Forwarded:
     status: int
 
 
+@attrs.frozen
+class UpstreamAnswer:
+    """A whole upstream answer, read into memory (held back, or of the gatekeeper's own
+    request); ``headers`` are the end-to-end ones."""
+
+    status: int
+    reason: str | None
+    headers: CIMultiDict[str] = attrs.field(eq=False)
+    body: bytes
+
+    def to_response(self) -> web.Response:
+        """The answer as the device would have had it from the upstream."""
+        headers = CIMultiDict(self.headers)
+        # aiohttp sets Content-Length from the body; a copied one would be a duplicate.
+        headers.popall("Content-Length", None)
+        return web.Response(status=self.status, reason=self.reason, body=self.body, headers=headers)
+
+
+@attrs.frozen
+class Intercept:
+    """Which upstream answers the caller wants to see before the device does."""
+
+    #: Statuses held back whatever the body (the body is read up to ``HELD_BODY_LIMIT``).
+    always: frozenset[int]
+    #: Statuses held back only when the body has a known length of 1..``max_body`` bytes and
+    #: no Content-Encoding, so large answers keep streaming untouched.
+    small: frozenset[int]
+    max_body: int
+    #: The caller's final say, given the status and the body read.
+    wanted: Callable[[int, bytes], bool]
+
+
+@attrs.frozen
+class Intercepted:
+    """The upstream's answer was held back: the device has been sent nothing yet."""
+
+    answer: UpstreamAnswer
+    #: The request body as sent (for a replay), or None when it was streamed.
+    request_body: bytes | None
+
+
 @attrs.define(eq=False)
 class Forwarder:
     """Proxies requests to ``base_url`` over one pooled session (open it in a cleanup ctx)."""
 
     base_url: str
     connect_timeout_s: float = 5.0
+    #: Request bodies up to this many bytes are buffered (retryable and replayable).
+    buffer_limit: int = BUFFER_LIMIT
     _session: aiohttp.ClientSession | None = None
     _base: URL = attrs.field(init=False)
 
@@ -130,9 +187,11 @@ class Forwarder:
         set_headers: Mapping[str, str] | None = None,
         drop_headers: Iterable[str] = (),
         raw_path: str | None = None,
-    ) -> Forwarded:
+        intercept: Intercept | None = None,
+    ) -> Forwarded | Intercepted:
         """Send ``request`` upstream (``body`` if already read, else its stream) and stream the
-        answer back. Raises ``UpstreamUnavailable`` if no answer could be had at all."""
+        answer back, unless ``intercept`` wants it (then the device has been sent nothing).
+        Raises ``UpstreamUnavailable`` if no answer could be had at all."""
         session = self._session
         if session is None:
             raise UpstreamUnavailable("the upstream session is not open")
@@ -146,7 +205,7 @@ class Forwarder:
         streamed = False
         if body is None and request.can_read_body:
             length = request.content_length
-            if length is not None and length <= BUFFER_LIMIT:
+            if length is not None and length <= self.buffer_limit:
                 body = await request.read()
             else:
                 streamed = True
@@ -167,17 +226,89 @@ class Forwarder:
             except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from exc
             try:
-                return await self._relay(request, upstream)
+                head = b""
+                if intercept is not None and _held(intercept, upstream):
+                    head = await _read_up_to(upstream.content, HELD_BODY_LIMIT)
+                    complete = upstream.content.at_eof()
+                    if complete and intercept.wanted(upstream.status, head):
+                        answer = UpstreamAnswer(
+                            upstream.status, upstream.reason, end_to_end(upstream.headers), head
+                        )
+                        return Intercepted(answer, None if streamed else (body or b""))
+                return await self._relay(request, upstream, head)
             finally:
                 upstream.release()
         raise UpstreamUnavailable("no answer from the upstream")
 
-    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse) -> Forwarded:
+    async def exchange(
+        self,
+        method: str,
+        raw_path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        timeout_s: float,
+    ) -> UpstreamAnswer:
+        """The gatekeeper's own request (e.g. a Provision on a device's behalf), its answer
+        read whole (at most ``HELD_BODY_LIMIT`` bytes). ``UpstreamUnavailable`` if none."""
+        session = self._session
+        if session is None:
+            raise UpstreamUnavailable("the upstream session is not open")
+        sent = CIMultiDict(headers)
+        sent["Content-Length"] = str(len(body))
+        try:
+            async with (
+                asyncio.timeout(timeout_s),
+                session.request(
+                    method, self.url_for(raw_path), headers=sent, data=body, allow_redirects=False
+                ) as upstream,
+            ):
+                data = await _read_up_to(upstream.content, HELD_BODY_LIMIT + 1)
+                if len(data) > HELD_BODY_LIMIT:
+                    raise UpstreamUnavailable(
+                        f"upstream answer to {method} {raw_path[:60]}: expected at most "
+                        f"{HELD_BODY_LIMIT} bytes, got more"
+                    )
+                return UpstreamAnswer(
+                    upstream.status, upstream.reason, end_to_end(upstream.headers), data
+                )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _relay(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, head: bytes = b""
+    ) -> Forwarded:
         headers = end_to_end(upstream.headers)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         response.headers.extend(headers)
         await response.prepare(request)
+        if head:
+            await response.write(head)
         async for chunk in upstream.content.iter_any():
             await response.write(chunk)
         await response.write_eof()
         return Forwarded(response, upstream.status)
+
+
+def _held(intercept: Intercept, upstream: aiohttp.ClientResponse) -> bool:
+    """Whether ``upstream``'s answer is one ``intercept`` wants to look at first."""
+    status = upstream.status
+    if status in intercept.always:
+        return True
+    if status not in intercept.small or "Content-Encoding" in upstream.headers:
+        return False
+    length = upstream.content_length
+    return length is not None and 0 < length <= intercept.max_body
+
+
+async def _read_up_to(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to ``limit`` bytes (fewer at its end); the rest stays in the stream."""
+    parts: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await content.read(limit - size)
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)

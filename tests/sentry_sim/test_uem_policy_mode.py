@@ -74,7 +74,9 @@ async def test_two_phase_provision_then_the_final_key_is_enforced(
             assert r.status == 449
         fake_upstream.ping_release.set()
         async with session.post(sentry.url + query(cmd="Ping"), headers=headers("16.1")) as r:
-            assert r.status == 200  # Ping carries no key (MS-ASPROV 3.1.5.1)
+            # Ping carries no key (MS-ASPROV 3.1.5.1): forwarded, not refused with 142.
+            assert r.status == 200
+            assert (await r.read()).startswith(b"upstream:")
 
         # The UEM's policy changes: the old key is stale (144) until the device re-provisions.
         await eventually(lambda: bool(fake_uem.registrations))

@@ -281,12 +281,18 @@ class Forwarder:
         headers = end_to_end(upstream.headers)
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         response.headers.extend(headers)
-        await response.prepare(request)
-        if head:
-            await response.write(head)
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            await response.prepare(request)
+            if head:
+                await response.write(head)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            # The device went away mid-answer (a phone dropping a held Ping does this all the
+            # time): nothing is left to tell it, and releasing the upstream response closes
+            # that connection. aiohttp's ClientConnectionResetError is a ConnectionResetError.
+            pass
         return Forwarded(response, upstream.status)
 
 

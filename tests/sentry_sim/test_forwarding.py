@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import socket
 
 import aiohttp
+import pytest
 
 from tests.sentry_sim.fakes import EAS, FakeUem, FakeUpstream, StartSentry, headers, query
 
@@ -102,3 +105,25 @@ async def test_held_pings_do_not_starve_other_requests(
                 assert r.status == 200
         fake_upstream.ping_release.set()
         assert await asyncio.gather(*pings) == [200] * 30
+
+
+async def test_device_dropping_a_held_ping_is_not_an_error(
+    start_sentry: StartSentry, fake_upstream: FakeUpstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    sentry = await start_sentry()
+    async with asyncio.timeout(10), aiohttp.ClientSession() as session:
+        async with session.post(sentry.url + query(), headers=headers()) as r:
+            assert r.status == 200
+        held = asyncio.ensure_future(
+            session.post(sentry.url + query(cmd="Ping"), headers=headers())
+        )
+        await asyncio.sleep(0.2)
+        held.cancel()  # the phone goes away while the Ping is held upstream
+        with contextlib.suppress(asyncio.CancelledError):
+            await held
+        with caplog.at_level(logging.ERROR):
+            fake_upstream.ping_release.set()
+            await asyncio.sleep(0.2)
+        async with session.post(sentry.url + query(cmd="Sync"), headers=headers()) as r:
+            assert r.status == 200
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

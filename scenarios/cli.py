@@ -14,12 +14,18 @@ from collections.abc import Sequence
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "scenarios.cli_demo",
+    "scenarios.cli_lab",
+    "scenarios.cli_sentry",
+    "scenarios.cli_uem",
+    "scenarios.cli_exchange",
+    "scenarios.cli_device",
+    "scenarios.cli_decide",
+    "scenarios.cli_explain",
+    "scenarios.cli_whatif",
+    "scenarios.cli_load",
     "scenarios.cli_wbxml",
     "scenarios.cli_eas_query",
-    "scenarios.cli_exchange",
-    "scenarios.cli_uem",
-    "scenarios.cli_sentry",
-    "scenarios.cli_device",
 )
 
 

@@ -77,8 +77,6 @@ def handle(args: argparse.Namespace) -> int:
         print(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
         return 2
     token = args.admin_token or secrets.token_urlsafe(24)
-    # scenarios.serving.start_site asserts an asyncio Server, which uvloop's is not: use the
-    # asyncio loop until that helper reads the port in a loop-neutral way.
     return run(lambda: serve(args, config, token))
 
 

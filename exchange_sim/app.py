@@ -24,7 +24,11 @@ Theory of operation:
   signal. Thousands of held Pings are thousands of parked futures; nothing polls.
 - Admin API (``Authorization: Bearer <token>``): ``POST /admin/mail`` delivers a message (and
   wakes Pings), ``GET /admin/mailboxes`` and ``GET /admin/mailboxes/{user}`` summarize,
-  ``POST /admin/mailboxes/{user}/devices/{device}/wipe`` requests a remote wipe (MS-ASPROV 3.2.5.1).
+  ``POST /admin/mailboxes/{user}/devices/{device}/wipe`` requests a remote wipe (MS-ASPROV 3.2.5.1),
+  ``PUT/GET/DELETE /admin/faults`` sets, shows and clears injected faults (docs/faults.md).
+- Faults (``exchange_sim.faults``): the first middleware applies the generic faults (latency,
+  errors, hang, dropped connections) to every route but ``/admin/faults``; the EAS-aware ones
+  act in ``handle_device`` around the command handler, after authentication and the policy key.
 """
 
 from __future__ import annotations
@@ -58,7 +62,9 @@ from exchange_sim import commands as cmd
 from exchange_sim import mailbox as mb
 from exchange_sim.auth import AuthDenied, authenticate, challenge, login_part
 from exchange_sim.config import ExchangeConfig, UserConfig
+from exchange_sim.faults import FAULTS, FAULTS_PATH, ExchangeFaults, command_of, is_fault_admin
 from exchange_sim.policy import ProvisioningBook
+from labfaults import FAULT_HEADER, FaultError, fault_middleware
 from simclock import Clock, SystemClock
 
 #: Commands this mock serves; any other known command gets 137 CommandNotSupported.
@@ -260,8 +266,22 @@ async def handle_device(request: web.Request) -> web.StreamResponse:
         denial = state.provisioning.check(mailbox.user, eas)
         if denial is not None:
             return _finish(answer_response(denial), config)
+    faults = request.app[FAULTS]
+    injected = faults.before_command(eas.command, version)
+    if injected is not None:
+        # An EAS-aware fault answers instead of the command (exchange_sim.faults).
+        answer = answer_response(injected)
+        answer.headers[FAULT_HEADER] = f"{eas.command} answered {injected.http_status}" + (
+            f" with Status {injected.eas_status}" if injected.status_in_body else ""
+        )
+        return _finish(answer, config)
     handler = _HANDLERS[eas.command]
     response = await handler(_Command(state=state, mailbox=mailbox, ctx=ctx, eas=eas, body=body))
+    if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        corrupted = faults.corrupt_response(eas.command, response.body)
+        if corrupted is not None:
+            response.body = corrupted
+            response.headers[FAULT_HEADER] = f"{eas.command}: corrupted WBXML token"
     return _finish(response, config)
 
 
@@ -558,6 +578,36 @@ async def admin_wipe_device(request: web.Request) -> web.StreamResponse:
     return _json({"user": mailbox.user, "device_id": device_id, "state": machine.state.value})
 
 
+async def admin_put_faults(request: web.Request) -> web.StreamResponse:
+    """PUT /admin/faults: validate and activate a fault plan (docs/faults.md)."""
+    _check_admin(request)
+    raw = await _read_body(request, MAX_ADMIN_BODY)
+    try:
+        payload = json.loads(raw or b"null")
+    except ValueError as exc:
+        raise ActiveSyncError(f"admin {FAULTS_PATH}: body is not JSON: {exc}") from None
+    faults = request.app[FAULTS]
+    try:
+        faults.set_mapping(payload, f"PUT {FAULTS_PATH}")
+    except FaultError as exc:
+        raise ActiveSyncError(str(exc)) from None
+    return _json(faults.describe())
+
+
+async def admin_get_faults(request: web.Request) -> web.StreamResponse:
+    """GET /admin/faults: the active plan (or none) and its counters."""
+    _check_admin(request)
+    return _json(request.app[FAULTS].describe())
+
+
+async def admin_delete_faults(request: web.Request) -> web.StreamResponse:
+    """DELETE /admin/faults: clear every fault; hung requests are released."""
+    _check_admin(request)
+    faults = request.app[FAULTS]
+    faults.clear()
+    return _json(faults.describe())
+
+
 # --- assembly ----------------------------------------------------------------------------------
 
 
@@ -566,14 +616,24 @@ def make_app(
     *,
     clock: Clock | None = None,
     admin_token: str | None = None,
+    faults: ExchangeFaults | None = None,
 ) -> web.Application:
-    """A fresh mock Exchange: seeded mailboxes, the device endpoint and the admin API."""
+    """A fresh mock Exchange: seeded mailboxes, the device endpoint and the admin API.
+
+    ``faults``: the fault switch to use (a fresh one by default); it is ``app[FAULTS]``
+    either way (``exchange_sim.faults``).
+    """
     clock = SystemClock() if clock is None else clock
     store = mb.MailStore.for_users((u.name, u.email) for u in config.users)
     store.seed(config.seed_messages_per_mailbox, seed=config.seed, now=clock.now())
-    app = web.Application(
-        middlewares=[error_middleware], client_max_size=config.max_request_bytes + 1
+    faults = ExchangeFaults() if faults is None else faults
+    injector = fault_middleware(
+        faults.http, exempt=is_fault_admin, respond=_text_response, command_of=command_of
     )
+    app = web.Application(
+        middlewares=[injector, error_middleware], client_max_size=config.max_request_bytes + 1
+    )
+    app[FAULTS] = faults
     app[STATE] = ServerState(
         config=config,
         store=store,
@@ -592,4 +652,7 @@ def make_app(
     app.router.add_get("/admin/mailboxes", admin_mailboxes)
     app.router.add_get("/admin/mailboxes/{user}", admin_mailbox)
     app.router.add_post("/admin/mailboxes/{user}/devices/{device}/wipe", admin_wipe_device)
+    app.router.add_put(FAULTS_PATH, admin_put_faults)
+    app.router.add_get(FAULTS_PATH, admin_get_faults, allow_head=False)
+    app.router.add_delete(FAULTS_PATH, admin_delete_faults)
     return app

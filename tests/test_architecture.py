@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("device_sim", "sentry_sim", "uem_sim", "exchange_sim")
-PROJECT = (*SERVICES, "activesync", "scenarios", "loadtest", "simclock")
+PROJECT = (*SERVICES, "activesync", "scenarios", "loadtest", "simclock", "labfaults")
 IO_MODULES = ("asyncio", "aiohttp", "socket", "uvloop", "ssl", "selectors", "httptools")
 
 
@@ -43,6 +43,15 @@ def test_simclock_imports_no_project_package() -> None:
         f"{path.relative_to(ROOT)}: {name}"
         for path, name in imports_of("simclock")
         if top(name) in PROJECT and top(name) != "simclock"
+    ]
+    assert bad == []
+
+
+def test_labfaults_imports_no_project_package() -> None:
+    bad = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path, name in imports_of("labfaults")
+        if top(name) in PROJECT and top(name) != "labfaults"
     ]
     assert bad == []
 

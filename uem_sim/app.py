@@ -11,6 +11,10 @@ under ``/api/v1/admin/`` and ``/api/v1/eas/`` needs the admin token (``Authoriza
 ``sentry-sim uem`` listen on two ports (``uem_url`` and ``uem_admin_url``) served by this same
 app, so both URLs work for every route and the token is what protects the admin API.
 
+Faults (``uem_sim.faults``, docs/faults.md): the first middleware applies the active fault
+plan of ``app[uem_faults.FAULTS]`` (latency, injected errors, hang, dropped connections) to
+every route but ``/api/v1/admin/faults`` itself.
+
 Start-up: with a state directory holding a database, the stored registry wins over the config
 (delete the directory to reseed); otherwise the registry is seeded from the config.
 """
@@ -27,7 +31,9 @@ from typing import Final
 import aiohttp
 from aiohttp import web
 
+from labfaults import FaultControl
 from simclock import Clock, SystemClock
+from uem_sim import faults as uem_faults
 from uem_sim.config import UemConfig
 from uem_sim.contract import ContractError
 from uem_sim.errors import UemError
@@ -109,17 +115,26 @@ def make_app(
     admin_token: str,
     events: EventBus | None = None,
     push_timeout_s: float = 2.0,
+    faults: FaultControl | None = None,
 ) -> web.Application:
-    """Build the UEM app; nothing starts until the app runs (see the module docstring)."""
+    """Build the UEM app; nothing starts until the app runs (see the module docstring).
+
+    ``faults``: the fault switch to use (a fresh one by default); it is ``app[uem_faults.FAULTS]``
+    either way, and its middleware comes first so injected faults cover every answer.
+    """
     if not admin_token:
         raise ValueError("admin_token must not be empty")
     the_clock: Clock = clock if clock is not None else SystemClock()
     bus = events if events is not None else EventBus()
+    control = faults if faults is not None else FaultControl()
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[uem_faults.middleware(control), error_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[ADMIN_TOKEN] = admin_token
+    app[uem_faults.FAULTS] = control
     app.add_routes(ROUTES)
+    app.add_routes(uem_faults.ROUTES)
 
     async def state(app: web.Application) -> AsyncIterator[None]:
         store = SqliteStore(config.state_dir)

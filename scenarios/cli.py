@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "scenarios.cli_demo",
     "scenarios.cli_lab",
+    "scenarios.cli_run",
     "scenarios.cli_sentry",
     "scenarios.cli_uem",
     "scenarios.cli_exchange",

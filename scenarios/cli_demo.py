@@ -190,7 +190,7 @@ async def demo(
     config: LabConfig | None = None,
 ) -> int:
     """Start the lab, tell the stories as they happen, print the view; the exit code."""
-    async with Lab(config or LabConfig.default()) as lab:
+    async with Lab(config or LabConfig.default(), dashboard=False) as lab:
         if not as_json:
             for line in render_header(lab, style):
                 write(line)

@@ -33,8 +33,11 @@ def describe(lab: Lab, ready_file: Path | None, token_given: bool) -> list[str]:
         ("UEM admin API", urls["uem_admin_url"] + "/api/v1/eas/devices"),
         ("Exchange", urls["exchange_url"] + EAS_PATH),
     ]
+    if "dashboard_url" in urls:
+        rows.append(("live view (browser)", urls["dashboard_url"] + "/?token=<admin token>"))
     width = max(len(name) for name, _ in rows)
-    users = ", ".join(f"{u.name}/{u.password}" for u in lab.config.users)
+    # Passwords stay in the config file: nothing this command prints carries a credential.
+    users = ", ".join(u.name for u in lab.config.users)
     lines = [f"sentry-sim lab: every actor is up; config: {lab.config.source}"]
     lines += [f"  {name.ljust(width)}  {url}" for name, url in rows]
     lines.append(f"  {'users'.ljust(width)}  {users}")
@@ -49,8 +52,17 @@ def describe(lab: Lab, ready_file: Path | None, token_given: bool) -> list[str]:
     return lines
 
 
-async def serve(config: LabConfig, ready_file: Path | None, admin_token: str | None) -> int:
-    lab = Lab(config) if admin_token is None else Lab(config, admin_token=admin_token)
+async def serve(
+    config: LabConfig,
+    ready_file: Path | None,
+    admin_token: str | None,
+    journal: Path | None = None,
+) -> int:
+    lab = (
+        Lab(config, journal=journal)
+        if admin_token is None
+        else Lab(config, admin_token=admin_token, journal=journal)
+    )
     async with lab:
         if ready_file is not None:
             write_ready_file(ready_file, lab.ready_payload())
@@ -69,7 +81,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
 
     async def go() -> int:
-        return await serve(config, args.ready_file, args.admin_token)
+        return await serve(config, args.ready_file, args.admin_token, args.journal)
 
     try:
         return run(go, use_uvloop=not args.no_uvloop)
@@ -107,6 +119,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--admin-token",
         metavar="TOKEN",
         help="admin token for every admin API (default: a random one, in the ready file)",
+    )
+    parser.add_argument(
+        "--journal",
+        type=Path,
+        metavar="FILE",
+        help="record a whatif journal (JSON Lines) of the reports the UEM receives "
+        "(sentry-sim whatif --journal FILE)",
     )
     parser.add_argument(
         "--no-uvloop", action="store_true", help="use asyncio's own event loop instead of uvloop"

@@ -57,7 +57,10 @@ class LabFaults:
 
 def lab_for(profile: Profile) -> Lab:
     """A lab (not yet started) built for the profile's population."""
-    return Lab(LabConfig.from_mapping(lab_config(profile), f"{profile.source} (population)"))
+    # No live view during a load run: folding every event for a page nobody watches would
+    # skew the figures.
+    config = LabConfig.from_mapping(lab_config(profile), f"{profile.source} (population)")
+    return Lab(config, dashboard=False)
 
 
 def _target_of(profile: Profile) -> Target:

@@ -17,8 +17,12 @@ Theory of operation:
   token (``secrets.token_urlsafe`` unless given) are shared by all three.
 - ``uem_offline`` / ``uem_online`` stop and restart the UEM's listeners on the same ports while
   its app (and state) stays up; open connections are closed, so the gatekeeper sees a real
-  outage (connection refused). ``restart_sentry`` stops the gatekeeper (it persists its device
-  list when it has a state directory) and starts a new one on the same ports.
+  outage (connection refused). ``exchange_offline`` / ``exchange_online`` do the same for
+  Exchange (its mailboxes stay).
+- ``Lab(config, journal=path)`` records a whatif journal (``scenarios.whatif``) of the reports
+  the UEM receives while the lab runs.
+- ``restart_sentry`` stops the gatekeeper (it persists its device list when it has a state
+  directory) and starts a new one on the same ports.
 - Exchange and the gatekeeper agree on who provisions: in ``activesync_policy_mode: uem`` the
   gatekeeper answers the device's Provision with the UEM's policy, and when the lab's Exchange
   (``provisioning_required: true``, its default) demands a policy key of its own, the
@@ -52,6 +56,7 @@ from exchange_sim.config import ExchangeConfig, UserConfig
 from scenarios.cli_sentry import RunningSentry
 from scenarios.cli_sentry import serve as serve_sentry
 from scenarios.serving import StartedSite, start_site
+from scenarios.whatif import JournalHeader, JournalRecorder
 from sentry_sim.config import ConfigError as SentryConfigError
 from sentry_sim.config import SentryConfig
 from sentry_sim.device_list import record_key
@@ -73,6 +78,7 @@ LAB_KEYS: Final = (
     "uem_port",
     "uem_admin_port",
     "exchange_port",
+    "dashboard_port",
 )
 #: The path a device appends to ``sentry_url`` (MS-ASHTTP 2.2.1.1.1).
 EAS_PATH: Final = "/Microsoft-Server-ActiveSync"
@@ -111,6 +117,7 @@ class LabSettings:
     uem_port: int = 0
     uem_admin_port: int = 0
     exchange_port: int = 0
+    dashboard_port: int = 0
 
     @classmethod
     def from_mapping(cls, raw: object, source: str) -> LabSettings:
@@ -337,6 +344,14 @@ class Lab:
     _sentry: RunningSentry | None = attrs.field(default=None, init=False)
     _session: aiohttp.ClientSession | None = attrs.field(default=None, init=False)
     uem_listening: bool = attrs.field(default=False, init=False)
+    #: Serve the trainer's live view (``scenarios.dashboard``) on ``lab.dashboard_port``.
+    dashboard: bool = True
+    _dashboard: StartedSite | None = attrs.field(default=None, init=False)
+    exchange_listening: bool = attrs.field(default=False, init=False)
+    #: Where to record a whatif journal of the reports the UEM receives (None: no journal).
+    journal: Path | None = None
+    #: The journal being recorded (while the lab runs with ``journal``).
+    journal_recorder: JournalRecorder | None = attrs.field(default=None, init=False)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> Lab:
@@ -361,6 +376,16 @@ class Lab:
             self._exchange = await self._start_site(
                 exchange_app, settings.exchange_port, "Exchange (exchange_port)"
             )
+            self.exchange_listening = True
+            if self.journal is not None:
+                header = JournalHeader.from_config(self.config.uem, self.clock.now())
+                try:
+                    self.journal_recorder = JournalRecorder.to_file(self.journal, header)
+                except OSError as exc:
+                    raise LabError(
+                        f"journal {self.journal}: cannot write: {exc.strerror or exc}"
+                    ) from None
+                self.uem_events.subscribe(self.journal_recorder.on_uem_event)
             uem_app = make_uem_app(
                 self.config.uem,
                 clock=self.clock,
@@ -376,6 +401,13 @@ class Lab:
             self.uem_listening = True
             await self._start_sentry(settings.sentry_port, settings.sentry_admin_port)
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            if self.dashboard:
+                # Imported here, not at the top: the dashboard imports this module's types.
+                from scenarios.dashboard.app import make_dashboard_app
+
+                self._dashboard = await self._start_site(
+                    make_dashboard_app(self), settings.dashboard_port, "dashboard (dashboard_port)"
+                )
         except BaseException:
             await self.stop()
             raise
@@ -405,6 +437,10 @@ class Lab:
 
     async def stop(self) -> None:
         """Stop everything that was started (gatekeeper first: it persists on the way out)."""
+        if self._dashboard is not None:
+            # First: its phones use the session closed next.
+            await self._dashboard.stop()
+            self._dashboard = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -418,6 +454,9 @@ class Lab:
         if self._exchange is not None:
             await self._exchange.stop()
             self._exchange = None
+            self.exchange_listening = False
+        if self.journal_recorder is not None:
+            self.journal_recorder.close()
 
     async def wait_until_registered(self, within: float = REGISTER_WAIT_S) -> bool:
         """Wait (real time, bounded) until the gatekeeper registered its push URL and pulled."""
@@ -441,6 +480,35 @@ class Lab:
         if not self.uem_listening:
             await uem.listen(uem.api_port, uem.admin_port)
             self.uem_listening = True
+
+    async def exchange_offline(self) -> None:
+        """Stop Exchange's listener (its mailboxes stay): the gatekeeper meets a real outage."""
+        if self._exchange is None:
+            raise LabError("the lab is not running (use 'async with Lab(config)')")
+        for site in list(self._exchange.runner.sites):
+            await site.stop()
+        server = self._exchange.runner.server
+        if server is not None:
+            # As for the UEM: pooled keep-alive connections must meet the outage too.
+            await server.shutdown(0.05)
+        self.exchange_listening = False
+
+    async def exchange_online(self) -> None:
+        """Listen again on Exchange's port."""
+        if self._exchange is None:
+            raise LabError("the lab is not running (use 'async with Lab(config)')")
+        if not self.exchange_listening:
+            site = web.TCPSite(
+                self._exchange.runner, self.config.lab.host, self._exchange.port, reuse_address=True
+            )
+            try:
+                await site.start()
+            except OSError as exc:
+                raise LabError(
+                    f"Exchange: cannot listen again on port {self._exchange.port}: "
+                    f"{exc.strerror or exc}"
+                ) from None
+            self.exchange_listening = True
 
     async def restart_sentry(self) -> None:
         """Stop the gatekeeper (persisting its list if it has a state dir) and start a new one
@@ -494,9 +562,18 @@ class Lab:
         """The running gatekeeper (in-process: its device list, outbox and config)."""
         return self._require_sentry().sentry
 
+    @property
+    def dashboard_url(self) -> str:
+        """The live view (open it with ``?token=<admin_token>``)."""
+        if self._dashboard is None:
+            raise LabError("the dashboard is not running (Lab(..., dashboard=True))")
+        return self._dashboard.url
+
     def ready_payload(self) -> dict[str, str]:
         """The ready-file keys (DESIGN.md section 5), URLs without a trailing slash."""
+        extra = {"dashboard_url": self.dashboard_url} if self._dashboard is not None else {}
         return {
+            **extra,
             "sentry_url": self.sentry_url,
             "sentry_admin_url": self.sentry_admin_url,
             "uem_url": self.uem_url,

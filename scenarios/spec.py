@@ -93,7 +93,20 @@ from uem_sim.model import AdminAction, UemPolicy, strip_domain
 #: The largest scenario or lab file read.
 MAX_FILE_BYTES: Final = 1024 * 1024
 #: Top-level keys of a scenario file.
-TOP_KEYS: Final = ("name", "description", "tags", "lab", "lab_overrides", "devices", "steps")
+TOP_KEYS: Final = (
+    "name",
+    "description",
+    "tags",
+    "gatekeepers",
+    "lab",
+    "lab_overrides",
+    "devices",
+    "steps",
+)
+#: The most gatekeepers a scenario may run against the lab's one UEM.
+MAX_GATEKEEPERS: Final = 4
+#: What ``- gatekeeper: <action>`` can do.
+GATEKEEPER_ACTIONS: Final = ("resync", "push_down", "push_up")
 #: Sections of a lab file (``scenarios.lab`` owns them).
 LAB_SECTIONS: Final = TOP_LEVEL_KEYS
 #: Keys of one named phone.
@@ -108,6 +121,7 @@ DEVICE_KEYS: Final = (
     "model",
     "os",
     "user_agent",
+    "gatekeeper",
 )
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -146,6 +160,8 @@ class Scenario:
     lab: LabSpec
     devices: Mapping[str, DeviceSpec]
     steps: tuple[Step, ...]
+    #: How many gatekeepers run against the lab's UEM (1: the lab's own).
+    gatekeepers: int = 1
 
 
 LabReader = Callable[[Path], object]
@@ -272,6 +288,7 @@ class _Parser:
     read_lab: LabReader
     devices: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     added_users: list[LabUser] = attrs.field(factory=list)
+    gatekeepers: int = 1
 
     # --- top level ---
 
@@ -289,6 +306,8 @@ class _Parser:
                 f.string(t, f"tags[{i}]", pattern=_NAME, what="a tag like limits")
                 for i, t in enumerate(f.sequence(top["tags"], "tags"))
             )
+        if top.get("gatekeepers") is not None:
+            self.gatekeepers = f.integer(top["gatekeepers"], "gatekeepers", 1, MAX_GATEKEEPERS)
         lab, lab_users = self.lab(top.get("lab"), top.get("lab_overrides"))
         raw_devices = top.get("devices")
         for device_name, raw in f.mapping(
@@ -308,6 +327,7 @@ class _Parser:
             lab=lab,
             devices=freeze(devices),
             steps=steps,
+            gatekeepers=self.gatekeepers,
         )
 
     def lab(self, raw: object, raw_overrides: object) -> tuple[LabSpec, tuple[LabUser, ...]]:
@@ -408,7 +428,20 @@ class _Parser:
                         f"{path}.{text_key}", f"expected printable text, got {show(value)}"
                     )
                 spec[text_key] = value
+        if "gatekeeper" in obj:
+            spec["gatekeeper"] = self.gatekeeper_number(obj["gatekeeper"], f"{path}.gatekeeper")
         self.devices[device_name] = spec
+
+    def gatekeeper_number(self, value: object, path: str) -> int:
+        """1..``gatekeepers`` (the scenario's top-level ``gatekeepers:``, default 1)."""
+        number = self.fields.integer(value, path, 1, MAX_GATEKEEPERS)
+        if number > self.gatekeepers:
+            raise self.fields.fail(
+                path,
+                f"gatekeeper {number} does not exist: the scenario runs {self.gatekeepers}",
+                f"set gatekeepers: {number} at the top of the file",
+            )
+        return number
 
     def finish_devices(self, users: Iterable[LabUser]) -> dict[str, DeviceSpec]:
         by_name: dict[str, LabUser] = {}
@@ -686,8 +719,16 @@ class _Parser:
     def actor(self, index: int, path: str, kind: str, value: object) -> Step:
         f = self.fields
         if kind == "gatekeeper":
-            f.choice(value, path, ("resync",))
-            return Resync(index=index)
+            number = 1
+            if isinstance(value, Mapping):
+                obj = f.mapping(value, path, ("action", "number"), required=("action",))
+                if "number" in obj:
+                    number = self.gatekeeper_number(obj["number"], f"{path}.number")
+                value, path = obj["action"], f"{path}.action"
+            action = f.choice(value, path, GATEKEEPER_ACTIONS)
+            if action == "resync":
+                return Resync(index=index, gatekeeper=number)
+            return Fault(index=index, actor="push", up=action == "push_up", gatekeeper=number)
         if kind == "uem":
             verb = f.choice(value, path, ("down", "up", "compliance_check"))
             if verb == "compliance_check":
@@ -766,12 +807,12 @@ class _Parser:
         return mask
 
     def record_checks(
-        self, path: str, value: object, checks: tuple[str, ...]
+        self, path: str, value: object, checks: tuple[str, ...], extra: tuple[str, ...] = ()
     ) -> tuple[RecordRef, Mapping[str, Any]]:
         f = self.fields
         if not isinstance(value, Mapping):
             raise f.fail(path, f"expected a mapping with device: and one of {', '.join(checks)}")
-        ref, obj = self.record(value, path, checks)
+        ref, obj = self.record(value, path, (*checks, *extra))
         if not any(k in obj for k in checks):
             raise f.fail(path, "nothing to check", f"give one of: {', '.join(checks)}")
         return ref, obj
@@ -779,10 +820,13 @@ class _Parser:
     def expect_gatekeeper(self, path: str, value: object) -> GatekeeperExpectation:
         f = self.fields
         checks = ("state", "reasons", "reasons_include", "fallback", "policy_version")
-        ref, obj = self.record_checks(path, value, checks)
+        ref, obj = self.record_checks(path, value, checks, ("gatekeeper",))
         return GatekeeperExpectation(
             path=path,
             record=ref,
+            gatekeeper=1
+            if "gatekeeper" not in obj
+            else self.gatekeeper_number(obj["gatekeeper"], f"{path}.gatekeeper"),
             state=None
             if "state" not in obj
             else f.choice(obj["state"], f"{path}.state", GATEKEEPER_STATES, fold_case=True),

@@ -131,6 +131,8 @@ class DeviceSpec:
     model: str = "Simulated Phone"
     os: str = "SimOS 17.1"
     user_agent: str = "sentry-sim-device/1.0"
+    #: Which of the scenario's gatekeepers the phone talks to (1 = the lab's own).
+    gatekeeper: int = 1
 
     @property
     def ref(self) -> RecordRef:
@@ -299,13 +301,17 @@ class ComplianceCheck(_Step):
 class Resync(_Step):
     """``gatekeeper: resync``: the gatekeeper resyncs with the UEM now."""
 
+    gatekeeper: int = 1  #: which gatekeeper (``gatekeeper: {action: resync, number: 2}``)
+
 
 @attrs.frozen(kw_only=True)
 class Fault(_Step):
-    """``uem: down|up``, ``exchange: down|up``: stop or restore an actor's listener."""
+    """``uem: down|up``, ``exchange: down|up``: stop or restore an actor's listener;
+    ``gatekeeper: push_down|push_up``: the UEM's pushes to a gatekeeper fail / work again."""
 
-    actor: str  #: "uem" or "exchange"
+    actor: str  #: "uem", "exchange" or "push"
     up: bool
+    gatekeeper: int = 1  #: for "push": which gatekeeper
 
 
 # --- expectations -------------------------------------------------------------------------------
@@ -329,6 +335,7 @@ class GatekeeperExpectation:
 
     path: str
     record: RecordRef
+    gatekeeper: int = 1  #: which of the scenario's gatekeepers
     state: str | None = None  #: one of GATEKEEPER_STATES
     reasons: int | None = None  #: exact reason mask (``reasons: []`` is 0)
     reasons_include: int = 0  #: these bits must be set

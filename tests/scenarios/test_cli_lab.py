@@ -31,6 +31,7 @@ READY_KEYS = {
     "uem_admin_url",
     "exchange_url",
     "admin_token",
+    "dashboard_url",
 }
 
 

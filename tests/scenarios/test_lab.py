@@ -17,6 +17,7 @@ READY_KEYS = {
     "uem_admin_url",
     "exchange_url",
     "admin_token",
+    "dashboard_url",
 }
 
 
@@ -27,7 +28,7 @@ async def test_ready_payload_has_exactly_the_contract_keys_and_distinct_ports() 
         assert payload["admin_token"] == "t0ken"
         urls = [v for k, v in payload.items() if k.endswith("_url")]
         assert all(u.startswith("http://127.0.0.1:") and not u.endswith("/") for u in urls)
-        assert len(set(urls)) == 5
+        assert len(set(urls)) == 6
         assert lab.sentry.registered  # push URL registered before start returned
 
 

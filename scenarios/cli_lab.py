@@ -16,6 +16,7 @@ from pathlib import Path
 
 from scenarios.lab import EAS_PATH, Lab, LabConfig, LabConfigError, LabError
 from scenarios.serving import run, wait_for_shutdown_signal, write_ready_file
+from simclock import Clock, ManualClock, SystemClock
 
 
 def load(path: Path | None) -> LabConfig:
@@ -57,11 +58,14 @@ async def serve(
     ready_file: Path | None,
     admin_token: str | None,
     journal: Path | None = None,
+    *,
+    virtual_clock: bool = False,
 ) -> int:
+    clock: Clock = ManualClock() if virtual_clock else SystemClock()
     lab = (
-        Lab(config, journal=journal)
+        Lab(config, clock=clock, journal=journal)
         if admin_token is None
-        else Lab(config, admin_token=admin_token, journal=journal)
+        else Lab(config, clock=clock, admin_token=admin_token, journal=journal)
     )
     async with lab:
         if ready_file is not None:
@@ -81,7 +85,13 @@ def main(args: argparse.Namespace) -> int:
         return 2
 
     async def go() -> int:
-        return await serve(config, args.ready_file, args.admin_token, args.journal)
+        return await serve(
+            config,
+            args.ready_file,
+            args.admin_token,
+            args.journal,
+            virtual_clock=args.virtual_clock,
+        )
 
     try:
         return run(go, use_uvloop=not args.no_uvloop)
@@ -126,6 +136,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="record a whatif journal (JSON Lines) of the reports the UEM receives "
         "(sentry-sim whatif --journal FILE)",
+    )
+    parser.add_argument(
+        "--virtual-clock",
+        action="store_true",
+        help="run every actor on one virtual clock that moves only when advanced (the live "
+        "view's 'Advance clock' control): resyncs, compliance checks and timeouts wait for it",
     )
     parser.add_argument(
         "--no-uvloop", action="store_true", help="use asyncio's own event loop instead of uvloop"

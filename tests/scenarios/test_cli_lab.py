@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -110,6 +111,7 @@ async def test_lab_subprocess_writes_ready_file_serves_a_device_and_stops_on_sig
     assert payload["sentry_url"] in out
     assert payload["uem_admin_url"] in out
     assert payload["admin_token"] not in out
+    assert "alice-pass" not in out  # passwords stay in the config file
     assert str(ready) in out  # where the token is
     assert "stopped" in out
 
@@ -144,3 +146,31 @@ def test_port_in_use_exits_1_naming_the_listener(
     assert code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in err
     assert "uem_port" in err
+
+
+async def test_virtual_clock_option_gives_the_live_view_a_clock_it_can_advance(
+    tmp_path: Path,
+) -> None:
+    ready = tmp_path / "ready.json"
+    config = cli_lab.load(None)
+    server = asyncio.ensure_future(cli_lab.serve(config, ready, "tok", virtual_clock=True))
+    try:
+        async with asyncio.timeout(20):
+            while not ready.exists():
+                assert not server.done()
+                await asyncio.sleep(0.05)
+            payload = json.loads(ready.read_text(encoding="utf-8"))
+            headers = {"Authorization": "Bearer tok", "X-Sentry-Sim-Dashboard": "1"}
+            async with aiohttp.ClientSession(headers=headers) as session:
+                async with session.get(payload["dashboard_url"] + "/api/state") as response:
+                    assert response.status == 200
+                    before = await response.json()
+                assert before["status"]["virtual_clock"] is True
+                async with session.post(
+                    payload["dashboard_url"] + "/api/clock", json={"advance_s": 3600}
+                ) as response:
+                    assert response.status == 200, await response.text()
+    finally:
+        server.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await server

@@ -22,8 +22,9 @@ Theory of operation:
   ``_plain_command`` (decode, read the view, call the pure handler, encode).
 - A held Ping awaits two futures: the clock's sleep for the heartbeat and a per-mailbox change
   signal. Thousands of held Pings are thousands of parked futures; nothing polls.
-- Admin API (``Authorization: Bearer <token>``): ``POST /admin/mail`` delivers a message (and
-  wakes Pings), ``GET /admin/mailboxes`` and ``GET /admin/mailboxes/{user}`` summarize,
+- Admin API (``Authorization: Bearer <token>``, checked by ``labauth.admin_guard``):
+  ``POST /admin/mail`` delivers a message (and wakes Pings), ``GET /admin/mailboxes`` and
+  ``GET /admin/mailboxes/{user}`` summarize,
   ``POST /admin/mailboxes/{user}/devices/{device}/wipe`` requests a remote wipe (MS-ASPROV 3.2.5.1),
   ``PUT/GET/DELETE /admin/faults`` sets, shows and clears injected faults (docs/faults.md).
 - Faults (``exchange_sim.faults``): the first middleware applies the generic faults (latency,
@@ -34,7 +35,6 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -64,6 +64,7 @@ from exchange_sim.auth import AuthDenied, authenticate, challenge, login_part
 from exchange_sim.config import ExchangeConfig, UserConfig
 from exchange_sim.faults import FAULTS, FAULTS_PATH, ExchangeFaults, command_of, is_fault_admin
 from exchange_sim.policy import ProvisioningBook
+from labauth import Lockout, admin_guard
 from labfaults import FAULT_HEADER, FaultError, fault_middleware
 from simclock import Clock, SystemClock
 
@@ -484,16 +485,8 @@ _HANDLERS: Final[dict[str, Handler]] = {
 # --- admin API ---------------------------------------------------------------------------------
 
 
-def _check_admin(request: web.Request) -> None:
-    token = request.app[STATE].admin_token
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
-        raise ActiveSyncError(
-            "admin API: send Authorization: Bearer <admin token>", http_status=401
-        )
+def _is_admin_route(request: web.Request) -> bool:
+    return request.path == "/admin" or request.path.startswith("/admin/")
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -502,7 +495,6 @@ def _json(payload: Any, status: int = 200) -> web.Response:
 
 async def admin_inject_mail(request: web.Request) -> web.StreamResponse:
     """POST /admin/mail {"to": [...], "subject": ..., "body": ..., "from": ...}."""
-    _check_admin(request)
     state = request.app[STATE]
     raw = await _read_body(request, MAX_ADMIN_BODY)
     try:
@@ -550,14 +542,12 @@ def _admin_message(state: ServerState, payload: object, *, now: float) -> mb.Mes
 
 async def admin_mailboxes(request: web.Request) -> web.StreamResponse:
     """GET /admin/mailboxes: every mailbox's summary."""
-    _check_admin(request)
     store = request.app[STATE].store
     return _json({"mailboxes": [m.summary() for m in store.mailboxes.values()]})
 
 
 async def admin_mailbox(request: web.Request) -> web.StreamResponse:
     """GET /admin/mailboxes/{user}: one mailbox's folders and devices."""
-    _check_admin(request)
     name = request.match_info["user"]
     mailbox = request.app[STATE].store.mailbox(name)
     if mailbox is None:
@@ -567,7 +557,6 @@ async def admin_mailbox(request: web.Request) -> web.StreamResponse:
 
 async def admin_wipe_device(request: web.Request) -> web.StreamResponse:
     """POST /admin/mailboxes/{user}/devices/{device}/wipe: ask the device to wipe itself."""
-    _check_admin(request)
     state = request.app[STATE]
     name, device_id = request.match_info["user"], request.match_info["device"]
     mailbox = state.store.mailbox(name)
@@ -580,7 +569,6 @@ async def admin_wipe_device(request: web.Request) -> web.StreamResponse:
 
 async def admin_put_faults(request: web.Request) -> web.StreamResponse:
     """PUT /admin/faults: validate and activate a fault plan (docs/faults.md)."""
-    _check_admin(request)
     raw = await _read_body(request, MAX_ADMIN_BODY)
     try:
         payload = json.loads(raw or b"null")
@@ -596,13 +584,11 @@ async def admin_put_faults(request: web.Request) -> web.StreamResponse:
 
 async def admin_get_faults(request: web.Request) -> web.StreamResponse:
     """GET /admin/faults: the active plan (or none) and its counters."""
-    _check_admin(request)
     return _json(request.app[FAULTS].describe())
 
 
 async def admin_delete_faults(request: web.Request) -> web.StreamResponse:
     """DELETE /admin/faults: clear every fault; hung requests are released."""
-    _check_admin(request)
     faults = request.app[FAULTS]
     faults.clear()
     return _json(faults.describe())
@@ -617,11 +603,13 @@ def make_app(
     clock: Clock | None = None,
     admin_token: str | None = None,
     faults: ExchangeFaults | None = None,
+    lockout: Lockout | None = None,
 ) -> web.Application:
     """A fresh mock Exchange: seeded mailboxes, the device endpoint and the admin API.
 
     ``faults``: the fault switch to use (a fresh one by default); it is ``app[FAULTS]``
-    either way (``exchange_sim.faults``).
+    either way (``exchange_sim.faults``). ``lockout``: the admin guard's failed-token table
+    (a fresh one with the STIG defaults when None).
     """
     clock = SystemClock() if clock is None else clock
     store = mb.MailStore.for_users((u.name, u.email) for u in config.users)
@@ -630,8 +618,13 @@ def make_app(
     injector = fault_middleware(
         faults.http, exempt=is_fault_admin, respond=_text_response, command_of=command_of
     )
+    token = admin_token or secrets.token_urlsafe(24)
+    # /admin/... needs the admin token (labauth: constant time, 3 wrong tokens lock the
+    # client out for 15 minutes); the EAS endpoint authenticates users with Basic auth.
+    guard = admin_guard(token, clock=clock, protected=_is_admin_route, lockout=lockout)
     app = web.Application(
-        middlewares=[injector, error_middleware], client_max_size=config.max_request_bytes + 1
+        middlewares=[injector, error_middleware, guard],
+        client_max_size=config.max_request_bytes + 1,
     )
     app[FAULTS] = faults
     app[STATE] = ServerState(
@@ -639,7 +632,7 @@ def make_app(
         store=store,
         clock=clock,
         notifier=ChangeNotifier(),
-        admin_token=admin_token or secrets.token_urlsafe(24),
+        admin_token=token,
         provisioning=ProvisioningBook(
             config.activesync_policy,
             require_device_information=config.require_device_information,

@@ -25,6 +25,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scenarios.cli_explain",
     "scenarios.cli_whatif",
     "scenarios.cli_load",
+    "scenarios.cli_bench",
+    "scenarios.cli_soak",
     "scenarios.cli_wbxml",
     "scenarios.cli_eas_query",
 )

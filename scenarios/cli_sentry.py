@@ -4,13 +4,22 @@ Reads the ``sentry:`` section of a lab YAML file (optional), listens on two loop
 device-facing ``/Microsoft-Server-ActiveSync`` and the admin API, which also takes the UEM's
 pushes), writes a ready file with ``sentry_url``, ``sentry_admin_url`` and ``admin_token``, and
 runs until SIGINT/SIGTERM. ``serve`` is the same start-up for the lab and for tests.
+
+With ``sentry.fast_lane`` (the default) the device port is the fast lane (``sentry_sim.lane``)
+and the aiohttp device app listens behind it on an internal loopback port. With
+``sentry.workers: N`` (or ``--workers N``) the command supervises N worker processes sharing
+the device port with SO_REUSEPORT, each a whole gatekeeper with its own cache, admin port and
+push URL (``sentry_sim.lane.workers``); the in-process lab always runs one.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import os
 import secrets
 import sys
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import attrs
@@ -25,21 +34,37 @@ from scenarios.serving import (
 )
 from sentry_sim.admin import push_path
 from sentry_sim.app import ADMIN_APP, TOKEN, make_app
-from sentry_sim.config import ConfigError, SentryConfig
+from sentry_sim.config import MAX_WORKERS, ConfigError, SentryConfig
 from sentry_sim.events import EventBus
 from sentry_sim.handlers import SENTRY
+from sentry_sim.lane import Lane, start_lane
+from sentry_sim.lane.workers import (
+    WorkerFailed,
+    WorkerReady,
+    WorkerSpec,
+    plan,
+    reserve_port,
+    supervise,
+)
 from sentry_sim.service import Sentry
+from sentry_sim.store import Store
 from simclock import Clock
 
 
 @attrs.frozen
 class RunningSentry:
-    """A gatekeeper listening on its device and admin ports."""
+    """A gatekeeper listening on its device and admin ports.
+
+    With the fast lane, ``device_site`` names the lane's public URL and port, and its runner is
+    the full path's (the aiohttp device app on an internal loopback port, ``full_path_url``).
+    """
 
     sentry: Sentry
     device_site: StartedSite
     admin_site: StartedSite
     admin_token: str
+    lane: Lane | None = None
+    full_path_url: str = ""
 
     @property
     def url(self) -> str:
@@ -58,8 +83,10 @@ class RunningSentry:
         }
 
     async def stop(self) -> None:
-        """Stop the admin site, then the device site (whose cleanup persists and closes)."""
+        """Stop the admin site, the lane, then the device app (whose cleanup persists)."""
         await self.admin_site.stop()
+        if self.lane is not None:
+            await self.lane.stop()
         await self.device_site.stop()
 
 
@@ -74,9 +101,13 @@ async def serve(
     host: str | None = None,
     port: int | None = None,
     admin_port: int | None = None,
+    reuse_port: bool = False,
+    policy_key_secret: str | None = None,
 ) -> RunningSentry:
     """Start the gatekeeper (``host``/ports from config unless given) and register its push
-    URL with the UEM once the admin port is known."""
+    URL with the UEM once the admin port is known. With ``config.fast_lane`` the device port
+    is the lane's and the aiohttp device app listens on an internal loopback port behind it;
+    ``reuse_port`` lets worker processes share the device port (``sentry.workers``)."""
     app = make_app(
         config,
         upstream_url=upstream_url,
@@ -84,19 +115,49 @@ async def serve(
         clock=clock,
         admin_token=admin_token,
         bus=bus,
+        policy_key_secret=policy_key_secret,
     )
     bind = host or config.host
-    device_site = await start_site(app, bind, config.port if port is None else port)
+    device_port = config.port if port is None else port
+    lane: Lane | None = None
+    if config.fast_lane:
+        full_path = await start_site(app, "127.0.0.1", 0)
+        try:
+            lane = await start_lane(
+                app[SENTRY],
+                upstream_url=upstream_url,
+                full_path_url=full_path.url,
+                host=bind,
+                port=device_port,
+                reuse_port=reuse_port,
+                events=config.hot_path_events,
+            )
+        except OSError as exc:
+            await full_path.stop()
+            raise SystemExit(
+                f"cannot listen on {bind}:{device_port}: {exc.strerror or exc}"
+            ) from exc
+        device_site = StartedSite(full_path.runner, _url(bind, lane.port), lane.port)
+    else:
+        full_path = device_site = await start_site(app, bind, device_port)
     try:
         admin_site = await start_site(
             app[ADMIN_APP], bind, config.admin_port if admin_port is None else admin_port
         )
     except BaseException:
+        if lane is not None:
+            await lane.stop()
         await device_site.stop()
         raise
     sentry = app[SENTRY]
     sentry.set_push_url(admin_site.url + push_path(sentry))
-    return RunningSentry(sentry, device_site, admin_site, app[TOKEN])
+    return RunningSentry(
+        sentry, device_site, admin_site, app[TOKEN], lane=lane, full_path_url=full_path.url
+    )
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def load_config(path: str | None) -> SentryConfig:
@@ -137,6 +198,10 @@ async def _main(args: argparse.Namespace, config: SentryConfig, token: str) -> i
         port=args.port,
         admin_port=args.admin_port,
     )
+    # Start-up objects (apps, routes, the loaded device list) move out of the collector's
+    # reach: later full collections do not walk them (docs/performance.md, GC pauses).
+    gc.collect()
+    gc.freeze()
     try:
         payload = running.ready_payload()
         if args.ready_file:
@@ -164,10 +229,130 @@ def handle(args: argparse.Namespace) -> int:
         return 2
     if args.state_dir is not None:
         config = attrs.evolve(config, state_dir=args.state_dir)
+    if args.workers is not None:
+        if not 1 <= args.workers <= MAX_WORKERS:
+            print(
+                f"error: --workers: expected 1..{MAX_WORKERS}, got {args.workers}", file=sys.stderr
+            )
+            return 2
+        config = attrs.evolve(config, workers=args.workers)
     token = args.admin_token or secrets.token_urlsafe(24)
-    # scenarios.serving.start_site reads the port from an asyncio Server, which uvloop's is
-    # not (as cli_uem notes): use the asyncio loop until that helper is loop-neutral.
+    if config.workers > 1:
+        return _serve_workers(args, config, token)
     return run(lambda: _main(args, config, token))
+
+
+# -- multi-worker mode (sentry.workers > 1; sentry_sim.lane.workers explains it) -------------
+@attrs.frozen
+class _WorkerPayload:
+    config: SentryConfig
+    upstream: str
+    uem: str
+    token: str
+
+
+def _serve_workers(args: argparse.Namespace, config: SentryConfig, token: str) -> int:
+    host = args.host or config.host
+    store = Store.open(config.state_dir)
+    try:
+        secret = store.get("policy_key_secret") or secrets.token_hex(32)
+        store.put("policy_key_secret", secret)
+        base_id = (
+            config.gatekeeper_id or store.get("gatekeeper_id") or f"sentry-{secrets.token_hex(4)}"
+        )
+        store.put("gatekeeper_id", base_id)
+    finally:
+        store.close()
+    try:
+        reserved = reserve_port(host, config.port if args.port is None else args.port)
+    except OSError as exc:
+        print(f"error: cannot listen on {host}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    specs = plan(
+        config.workers,
+        host=host,
+        port=int(reserved.getsockname()[1]),
+        admin_port=config.admin_port if args.admin_port is None else args.admin_port,
+        base_id=base_id,
+        state_dir=config.state_dir,
+        policy_key_secret=secret,
+    )
+
+    def ready(workers: list[WorkerReady]) -> None:
+        reserved.close()
+        first = workers[0]
+        if args.ready_file:
+            write_ready_file(
+                args.ready_file,
+                {
+                    "sentry_url": first.sentry_url,
+                    "sentry_admin_url": first.admin_url,
+                    "admin_token": token,
+                    "workers": [attrs.asdict(w) for w in workers],
+                },
+            )
+        print(
+            f"gatekeeper listening with {len(workers)} workers: devices "
+            f"{first.sentry_url}/Microsoft-Server-ActiveSync; admin "
+            + ", ".join(w.admin_url for w in workers),
+            flush=True,
+        )
+        if not args.ready_file and not args.admin_token:
+            print(f"admin token: {token}", flush=True)
+
+    try:
+        return supervise(
+            _worker_main,
+            specs,
+            _WorkerPayload(config, args.upstream, args.uem, token),
+            on_ready=ready,
+        )
+    except WorkerFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        reserved.close()
+
+
+def _worker_main(spec: WorkerSpec, payload: _WorkerPayload, ready: Connection) -> None:
+    """One worker process: a whole gatekeeper on the shared port (``reuse_port``)."""
+    config = attrs.evolve(
+        payload.config, gatekeeper_id=spec.gatekeeper_id, state_dir=spec.state_dir, workers=1
+    )
+
+    async def main() -> int:
+        try:
+            running = await serve(
+                config,
+                upstream_url=payload.upstream,
+                uem_url=payload.uem,
+                admin_token=payload.token,
+                host=spec.host,
+                port=spec.port,
+                admin_port=spec.admin_port,
+                reuse_port=True,
+                policy_key_secret=spec.policy_key_secret,
+            )
+        except (SystemExit, OSError) as exc:
+            ready.send(f"cannot start: {exc}")
+            return 1
+        gc.collect()
+        gc.freeze()
+        try:
+            ready.send(
+                WorkerReady(
+                    index=spec.index,
+                    pid=os.getpid(),
+                    sentry_url=running.url,
+                    admin_url=running.admin_url,
+                )
+            )
+            await wait_for_shutdown_signal()
+            return 0
+        finally:
+            await running.stop()
+
+    sys.exit(run(main))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -212,5 +397,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     parser.add_argument(
         "--admin-token", metavar="TOKEN", help="admin token (default: a random one)"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes sharing the device port (SO_REUSEPORT), each a gatekeeper with "
+        "its own cache, admin port and push URL (default: config sentry.workers, else 1)",
     )
     parser.set_defaults(func=handle)

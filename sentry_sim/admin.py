@@ -28,8 +28,8 @@ import time
 from typing import Any, Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
+from labauth import Lockout, admin_guard
 from sentry_sim.device_list import DeviceRecord, State, record_key, split_key
 from sentry_sim.events import Event
 from sentry_sim.handlers import SENTRY
@@ -54,20 +54,9 @@ def _error(status: int, error: str, hint: str = "") -> web.Response:
     return web.json_response({"error": error, "hint": hint}, status=status)
 
 
-@web.middleware
-async def token_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path.startswith(PUSH_PREFIX):
-        return await handler(request)
-    expected = request.app[ADMIN_TOKEN]
-    given = request.headers.get("Authorization", "")
-    scheme, _, token = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
-        return _error(
-            401,
-            "missing or wrong admin token",
-            "send 'Authorization: Bearer <admin_token>' (the token is in the ready file)",
-        )
-    return await handler(request)
+def _needs_token(request: web.Request) -> bool:
+    # The push receiver is protected by the secret in its URL instead (module docstring).
+    return not request.path.startswith(PUSH_PREFIX)
 
 
 def record_json(key: str, record: DeviceRecord) -> dict[str, Any]:
@@ -284,9 +273,23 @@ def push_path(sentry: Sentry) -> str:
     return PUSH_PREFIX + sentry.push_secret
 
 
-def make_admin_app(sentry: Sentry, *, admin_token: str, metrics: Metrics) -> web.Application:
-    """The admin app over a running gatekeeper (its lifecycle belongs to the device app)."""
-    app = web.Application(middlewares=[token_middleware])
+def make_admin_app(
+    sentry: Sentry, *, admin_token: str, metrics: Metrics, lockout: Lockout | None = None
+) -> web.Application:
+    """The admin app over a running gatekeeper (its lifecycle belongs to the device app).
+
+    Every route but the push needs the admin token (``labauth.admin_guard``: constant time,
+    3 wrong tokens lock the client out for 15 minutes on the gatekeeper's clock); ``lockout``
+    is the guard's failed-token table (a fresh one with the STIG defaults when None).
+    """
+    guard = admin_guard(
+        admin_token,
+        clock=sentry.clock,
+        protected=_needs_token,
+        lockout=lockout,
+        hint="send 'Authorization: Bearer <admin_token>' (the token is in the ready file)",
+    )
+    app = web.Application(middlewares=[guard])
     app[SENTRY] = sentry
     app[ADMIN_TOKEN] = admin_token
     app[METRICS] = metrics

@@ -9,7 +9,8 @@ context starts the gatekeeper (sessions, persisted state, loops) and stops it (f
 The admin app is ``app[ADMIN_APP]``; it shares the gatekeeper and has no lifecycle of its own,
 so start the device app first and stop it last, then tell the gatekeeper its push URL
 (``Sentry.set_push_url(admin_url + admin.push_path(sentry))``): ``scenarios.cli_sentry.serve``
-does exactly that.
+does exactly that, and with ``sentry.fast_lane`` it puts the device app on an internal loopback
+port behind the fast lane (``sentry_sim.lane``), which takes the device port.
 """
 
 from __future__ import annotations
@@ -42,10 +43,17 @@ def make_app(
     clock: Clock | None = None,
     admin_token: str | None = None,
     bus: EventBus | None = None,
+    policy_key_secret: str | None = None,
 ) -> web.Application:
-    """The device-facing app of a gatekeeper in front of ``upstream_url``, asking ``uem_url``."""
+    """The device-facing app of a gatekeeper in front of ``upstream_url``, asking ``uem_url``
+    (``policy_key_secret``: see ``Sentry.create``)."""
     sentry = Sentry.create(
-        config, upstream_url=upstream_url, uem_url=uem_url, clock=clock or SystemClock(), bus=bus
+        config,
+        upstream_url=upstream_url,
+        uem_url=uem_url,
+        clock=clock or SystemClock(),
+        bus=bus,
+        policy_key_secret=policy_key_secret,
     )
     metrics = Metrics()
     sentry.bus.subscribe(metrics.observe)

@@ -26,6 +26,10 @@ Recognised keys (all optional)::
       upstream_connect_timeout_s: number > 0    (5)
       upstream_retry_after_s: int >= 0          (30)
       default_activesync_policy: {EASProvisionDoc setting: str | int | bool}
+      fast_lane: true | false                   (true: the httptools hot path, docs/performance.md)
+      hot_path_events: true | false             (true: hot-path requests emit their events)
+      workers: int >= 1                         (1; more: SO_REUSEPORT worker processes, each
+                                                 with its own cache; `sentry-sim sentry` only)
 """
 
 from __future__ import annotations
@@ -71,6 +75,9 @@ DEFAULT_FALLBACK_POLICY: Final[Mapping[str, str | int | bool]] = {
     "AllowSimpleDevicePassword": 1,
 }
 
+#: Most worker processes ``sentry.workers`` accepts.
+MAX_WORKERS: Final = 64
+
 _SETTING: Final = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")
 _ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -109,6 +116,13 @@ class SentryConfig:
     default_activesync_policy: Mapping[str, str | int | bool] = attrs.field(
         factory=lambda: dict(DEFAULT_FALLBACK_POLICY)
     )
+    #: Serve the device port with the fast lane (``sentry_sim.lane``) in front of the aiohttp
+    #: app; false serves the aiohttp app directly.
+    fast_lane: bool = True
+    #: Hot-path requests emit ``RequestReceived``/``RequestForwarded`` like the full path.
+    hot_path_events: bool = True
+    #: Worker processes sharing the device port (SO_REUSEPORT), each its own gatekeeper.
+    workers: int = 1
 
     @classmethod
     def from_mapping(cls, mapping: object, source: str = "config") -> SentryConfig:
@@ -156,6 +170,9 @@ class SentryConfig:
             default_activesync_policy=r.settings(
                 section, "default_activesync_policy", d.default_activesync_policy
             ),
+            fast_lane=r.boolean(section, "fast_lane", d.fast_lane),
+            hot_path_events=r.boolean(section, "hot_path_events", d.hot_path_events),
+            workers=r.count(section, "workers", d.workers, most=MAX_WORKERS),
         )
 
 
@@ -201,6 +218,22 @@ class _Reader:
         value = section[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise self.fail(f"sentry.{key}", f"expected an integer >= 0, got {_show(value)}")
+        return value
+
+    def boolean(self, section: Mapping[str, Any], key: str, default: bool) -> bool:
+        if key not in section:
+            return default
+        value = section[key]
+        if not isinstance(value, bool):
+            raise self.fail(f"sentry.{key}", f"expected true or false, got {_show(value)}")
+        return value
+
+    def count(self, section: Mapping[str, Any], key: str, default: int, *, most: int) -> int:
+        if key not in section:
+            return default
+        value = section[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise self.fail(f"sentry.{key}", f"expected an integer 1..{most}, got {_show(value)}")
         return value
 
     def port(self, section: Mapping[str, Any], key: str, default: int) -> int:

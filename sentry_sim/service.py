@@ -149,13 +149,16 @@ class Sentry:
         uem_url: str,
         clock: Clock,
         bus: EventBus | None = None,
+        policy_key_secret: str | None = None,
     ) -> Sentry:
+        """``policy_key_secret`` (hex) overrides the stored one: worker processes share it, so
+        a policy key one worker issued is valid at every other (``sentry.workers``)."""
         store = Store.open(config.state_dir)
         gatekeeper_id = (
             config.gatekeeper_id or store.get("gatekeeper_id") or (f"sentry-{secrets.token_hex(4)}")
         )
         store.put("gatekeeper_id", gatekeeper_id)
-        secret_hex = store.get("policy_key_secret") or secrets.token_hex(32)
+        secret_hex = policy_key_secret or store.get("policy_key_secret") or secrets.token_hex(32)
         store.put("policy_key_secret", secret_hex)
         push_secret = store.get("push_secret") or secrets.token_urlsafe(24)
         store.put("push_secret", push_secret)

@@ -9,7 +9,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("device_sim", "sentry_sim", "uem_sim", "exchange_sim")
-PROJECT = (*SERVICES, "activesync", "scenarios", "loadtest", "simclock", "labfaults")
+PROJECT = (
+    *SERVICES,
+    "activesync",
+    "scenarios",
+    "loadtest",
+    "simclock",
+    "labfaults",
+    "labauth",
+)
 IO_MODULES = ("asyncio", "aiohttp", "socket", "uvloop", "ssl", "selectors", "httptools")
 
 
@@ -53,6 +61,16 @@ def test_labfaults_imports_no_project_package() -> None:
         for path, name in imports_of("labfaults")
         if top(name) in PROJECT and top(name) != "labfaults"
     ]
+    assert bad == []
+
+
+def test_labauth_imports_no_project_package() -> None:
+    bad = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path, name in imports_of("labauth")
+        if top(name) in PROJECT and top(name) != "labauth"
+    ]
+    assert imports_of("labauth"), "labauth/ has no imports at all: is the package there?"
     assert bad == []
 
 

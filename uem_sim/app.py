@@ -7,7 +7,8 @@ compliance check) in ``cleanup_ctx``. Must not: decide, or hold state outside th
 One app serves both APIs. The gatekeeper API (``/api/v1/sentry/...``) and the device agent's
 check-in (``/api/v1/mdm/checkin``) are open, as Sentry and Mobile@Work reach Core; everything
 under ``/api/v1/admin/`` and ``/api/v1/eas/`` needs the admin token (``Authorization: Bearer
-<token>`` or ``X-Admin-Token: <token>``, compared in constant time). The lab and
+<token>`` or ``X-Admin-Token: <token>``, compared in constant time; three wrong tokens lock
+the client out for 15 minutes: ``labauth``). The lab and
 ``sentry-sim uem`` listen on two ports (``uem_url`` and ``uem_admin_url``) served by this same
 app, so both URLs work for every route and the token is what protects the admin API.
 
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
@@ -31,6 +31,7 @@ from typing import Final
 import aiohttp
 from aiohttp import web
 
+from labauth import Lockout, admin_guard
 from labfaults import FaultControl
 from simclock import Clock, SystemClock
 from uem_sim import faults as uem_faults
@@ -80,32 +81,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _json({"error": "internal error", "hint": "see the UEM's log"}, status=500)
 
 
-def _presented_token(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value:
-        return value.strip()
-    return request.headers.get("X-Admin-Token")
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Admin routes need the admin token; the gatekeeper and check-in routes do not."""
-    if request.path.startswith(ADMIN_PREFIXES):
-        presented = _presented_token(request)
-        expected = request.app[ADMIN_TOKEN]
-        if presented is None or not hmac.compare_digest(
-            presented.encode("utf-8"), expected.encode("utf-8")
-        ):
-            problem = "missing admin token" if presented is None else "wrong admin token"
-            return _json(
-                {
-                    "error": problem,
-                    "hint": "send 'Authorization: Bearer <admin_token>' (the ready file has it)",
-                },
-                status=401,
-            )
-    return await handler(request)
+def _is_admin_route(request: web.Request) -> bool:
+    return request.path.startswith(ADMIN_PREFIXES)
 
 
 def make_app(
@@ -116,19 +93,32 @@ def make_app(
     events: EventBus | None = None,
     push_timeout_s: float = 2.0,
     faults: FaultControl | None = None,
+    lockout: Lockout | None = None,
 ) -> web.Application:
     """Build the UEM app; nothing starts until the app runs (see the module docstring).
 
     ``faults``: the fault switch to use (a fresh one by default); it is ``app[uem_faults.FAULTS]``
     either way, and its middleware comes first so injected faults cover every answer.
+    ``lockout``: the failed-token table of the admin guard (a fresh one with the STIG
+    defaults when None).
     """
     if not admin_token:
         raise ValueError("admin_token must not be empty")
     the_clock: Clock = clock if clock is not None else SystemClock()
     bus = events if events is not None else EventBus()
     control = faults if faults is not None else FaultControl()
+    # Admin routes need the admin token (labauth: constant time, 3 wrong tokens lock the
+    # client out for 15 minutes); the gatekeeper and check-in routes do not.
+    guard = admin_guard(
+        admin_token,
+        clock=the_clock,
+        protected=_is_admin_route,
+        lockout=lockout,
+        accept_x_admin_token=True,
+        hint="send 'Authorization: Bearer <admin_token>' (the ready file has it)",
+    )
     app = web.Application(
-        middlewares=[uem_faults.middleware(control), error_middleware, auth_middleware],
+        middlewares=[uem_faults.middleware(control), error_middleware, guard],
         client_max_size=MAX_BODY_BYTES,
     )
     app[ADMIN_TOKEN] = admin_token

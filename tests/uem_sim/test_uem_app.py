@@ -251,7 +251,7 @@ async def test_admin_token_works_as_bearer_or_x_admin_token() -> None:
 
 
 def test_admin_token_is_compared_with_hmac_compare_digest() -> None:
-    source = (Path(__file__).parents[2] / "uem_sim" / "app.py").read_text(encoding="utf-8")
+    source = (Path(__file__).parents[2] / "labauth" / "middleware.py").read_text(encoding="utf-8")
     assert "hmac.compare_digest(" in source
     assert "presented == expected" not in source
 

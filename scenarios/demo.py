@@ -25,27 +25,14 @@ import attrs
 
 from activesync.status import status_name
 from activesync.versions import ProtocolVersion
-from device_sim.client import DeviceState, FolderSync, Options, Provision, Sync
+from device_sim.client import DeviceState, Sync
 from device_sim.shell import DeviceRunner, ScriptReport
 from device_sim.wire import QueryForm
+from scenarios.flow import FIRST_CONTACT, STEP_TITLES
 from scenarios.lab import Lab, LabError
 from sentry_sim.device_list import record_key
 from sentry_sim.events import Event, EventBus
 
-#: What each step of the flow is called in the narration (DESIGN.md section 2).
-STEP_TITLES: Final[Mapping[int, str]] = {
-    1: "device -> gatekeeper",
-    2: "device list",
-    3: "report -> UEM",
-    4: "UEM devices view",
-    5: "UEM decision",
-    6: "gatekeeper cache",
-    7: "allowed -> Exchange",
-    8: "blocked -> device told",
-}
-
-#: A first contact: what a phone does when an account is added.
-FIRST_CONTACT: Final = (Options(), Provision(), FolderSync(), Sync())
 #: Seconds (real time) a push may take before the story counts as failed.
 PUSH_WAIT_S: Final = 3.0
 

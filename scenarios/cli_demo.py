@@ -19,7 +19,8 @@ from typing import Any, Final, TextIO
 
 import attrs
 
-from scenarios.demo import STEP_TITLES, DemoReport, Story, run_demo
+from scenarios.demo import DemoReport, Story, run_demo
+from scenarios.flow import STEP_TITLES
 from scenarios.lab import Lab, LabConfig, LabConfigError, LabError
 from scenarios.serving import run
 

@@ -23,12 +23,11 @@ from typing import Any, Final
 
 import attrs
 
-from activesync.status import status_name
 from activesync.versions import ProtocolVersion
 from device_sim.client import DeviceState, Sync
 from device_sim.shell import DeviceRunner, ScriptReport
 from device_sim.wire import QueryForm
-from scenarios.flow import FIRST_CONTACT, STEP_TITLES
+from scenarios.flow import FIRST_CONTACT, STEP_TITLES, answer_text, reasons_text
 from scenarios.lab import Lab, LabError
 from sentry_sim.device_list import record_key
 from sentry_sim.events import Event, EventBus
@@ -156,11 +155,7 @@ def _first(events: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _answer_text(denied: dict[str, Any]) -> str:
-    """How the gatekeeper told the device: ``HTTP 200 + Status 129 (...)`` or ``HTTP 403``."""
-    http, eas = denied["http_status"], denied.get("eas_status")
-    if http == 200 and eas is not None:
-        return f"HTTP 200 + Status {eas} ({status_name(eas)})"
-    return f"HTTP {http}"
+    return answer_text(denied["http_status"], denied.get("eas_status"))
 
 
 def _version_note(version: ProtocolVersion, denied: dict[str, Any]) -> str:
@@ -169,10 +164,6 @@ def _version_note(version: ProtocolVersion, denied: dict[str, Any]) -> str:
     if denied["http_status"] == 403:
         return f"what EAS {version.text} expects for it"
     return f"the status EAS {version.text} expects"
-
-
-def _reasons(names: Sequence[str]) -> str:
-    return ", ".join(names) if names else "no reasons"
 
 
 def _registration(explain: Mapping[str, Any]) -> str:
@@ -246,7 +237,7 @@ def _first_contact_steps(
         (e for e in log.of(key, since, "decision_applied") if e["source"] == "report"), None
     )
     step6 = (
-        f"cached {applied['state'].upper()} ({_reasons(applied['reason_names'])}) "
+        f"cached {applied['state'].upper()} ({reasons_text(applied['reason_names'])}) "
         f"from UEM answer #{applied['answer']}; the waiting request resumes"
         if applied
         else "no decision was cached"
@@ -321,7 +312,7 @@ def _blocked_outcome(report: ScriptReport, key_state: str | None, names: Sequenc
     code = report.block.code if report.block else None
     return (
         f"device {report.state.value} (code {code}); gatekeeper {key_state}; "
-        f"reasons {_reasons(names)}"
+        f"reasons {reasons_text(names)}"
     )
 
 
@@ -440,7 +431,7 @@ async def story_compromised_later(
     denied = _first(log.of(key, since, "request_denied"))
     step6 = (
         f"push arrived {took * 1000:.0f} ms after the change: cached "
-        f"{pushed['state'].upper()} ({_reasons(pushed['reason_names'])}), was "
+        f"{pushed['state'].upper()} ({reasons_text(pushed['reason_names'])}), was "
         f"{pushed['previous_state']}"
         if pushed and took is not None
         else f"no push arrived within {PUSH_WAIT_S:g} s"
@@ -530,7 +521,7 @@ async def story_wipe(lab: Lab, log: EventLog) -> Story:
         Step(
             6,
             f"push arrived {took * 1000:.0f} ms after the action: cached "
-            f"{pushed['state'].upper()} ({_reasons(pushed['reason_names'])})"
+            f"{pushed['state'].upper()} ({reasons_text(pushed['reason_names'])})"
             if pushed and took is not None
             else f"no push arrived within {PUSH_WAIT_S:g} s",
         ),

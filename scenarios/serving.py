@@ -18,6 +18,7 @@ import ipaddress
 import json
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
@@ -89,8 +90,12 @@ async def start_site(
     port: int = 0,
     *,
     shutdown_timeout: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> StartedSite:
     """Start ``app`` on ``host:port``; port 0 picks a free one, and the URL names the real port.
+
+    With ``ssl_context`` the site speaks TLS and its URL is ``https://``; the context object is
+    kept, so a context whose certificate is swapped later (``labpki``) serves the new one.
 
     A host other than loopback gets the loud warning of ``warn_if_exposed`` (admin wording
     when ``app`` is guarded by ``labauth.admin_guard``).
@@ -99,7 +104,7 @@ async def start_site(
         app, handle_signals=False, access_log=None, shutdown_timeout=shutdown_timeout
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:
@@ -108,7 +113,8 @@ async def start_site(
     # The runner lists the bound addresses (the real port when 0 was asked for).
     bound_port = int(runner.addresses[-1][1])
     warn_if_exposed(host, bound_port, admin=guards_admin(app))
-    return StartedSite(runner, f"http://{_host_for_url(host)}:{bound_port}", bound_port)
+    scheme = "http" if ssl_context is None else "https"
+    return StartedSite(runner, f"{scheme}://{_host_for_url(host)}:{bound_port}", bound_port)
 
 
 def write_ready_file(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None:

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scenarios.cli_soak",
     "scenarios.cli_wbxml",
     "scenarios.cli_eas_query",
+    "scenarios.cli_pki",
 )
 
 

@@ -17,6 +17,7 @@ PROJECT = (
     "simclock",
     "labfaults",
     "labauth",
+    "labpki",
 )
 IO_MODULES = ("asyncio", "aiohttp", "socket", "uvloop", "ssl", "selectors", "httptools")
 
@@ -46,31 +47,19 @@ def test_activesync_imports_no_project_package_and_no_io() -> None:
     assert bad == []
 
 
-def test_simclock_imports_no_project_package() -> None:
+#: Lab libraries every actor may use: each stands alone, importing no project package.
+STANDALONE = ("simclock", "labfaults", "labauth", "labpki")
+
+
+@pytest.mark.parametrize("library", STANDALONE)
+def test_lab_library_imports_no_project_package(library: str) -> None:
+    found = imports_of(library)
+    assert found, f"{library}/ has no imports at all: is the package there?"
     bad = [
         f"{path.relative_to(ROOT)}: {name}"
-        for path, name in imports_of("simclock")
-        if top(name) in PROJECT and top(name) != "simclock"
+        for path, name in found
+        if top(name) in PROJECT and top(name) != library
     ]
-    assert bad == []
-
-
-def test_labfaults_imports_no_project_package() -> None:
-    bad = [
-        f"{path.relative_to(ROOT)}: {name}"
-        for path, name in imports_of("labfaults")
-        if top(name) in PROJECT and top(name) != "labfaults"
-    ]
-    assert bad == []
-
-
-def test_labauth_imports_no_project_package() -> None:
-    bad = [
-        f"{path.relative_to(ROOT)}: {name}"
-        for path, name in imports_of("labauth")
-        if top(name) in PROJECT and top(name) != "labauth"
-    ]
-    assert imports_of("labauth"), "labauth/ has no imports at all: is the package there?"
     assert bad == []
 
 

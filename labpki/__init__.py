@@ -1,0 +1,59 @@
+"""The lab's PKI: a CA hierarchy, server credentials, TLS contexts and device identities.
+
+This package is neutral ground like ``simclock`` and ``labauth``: it imports no project
+package, and every actor may use it. ``make_hierarchy`` makes root -> intermediate -> issuing
+CA; servers present ``ServerCredential`` (leaf + chain, never the root) through
+``server_context`` or, to let an admin upload a new PKCS#12 without a restart,
+``SwappableServerContext``; devices trust only the root through ``client_context`` and may
+present a ``Hierarchy.device_identity`` for mutual TLS, which ``identity_of`` and
+``identity_mismatch`` read back on the server. See docs/tls.md.
+"""
+
+from __future__ import annotations
+
+from labpki.contexts import (
+    LEGACY_CIPHERS,
+    ClientCertMode,
+    ServerContextOptions,
+    client_context,
+    legacy_client_context,
+    legacy_server_context,
+    server_context,
+    tls_version,
+)
+from labpki.credential import Issued, PrivateKey, ServerCredential, fingerprint
+from labpki.errors import PkiError
+from labpki.hierarchy import DEVICE_URN_PREFIX, Hierarchy, make_hierarchy
+from labpki.identity import (
+    DeviceIdentity,
+    identity_mismatch,
+    identity_of,
+    identity_of_certificate,
+    same_user,
+)
+from labpki.swap import SwappableServerContext
+
+__all__ = [
+    "DEVICE_URN_PREFIX",
+    "LEGACY_CIPHERS",
+    "ClientCertMode",
+    "DeviceIdentity",
+    "Hierarchy",
+    "Issued",
+    "PkiError",
+    "PrivateKey",
+    "ServerContextOptions",
+    "ServerCredential",
+    "SwappableServerContext",
+    "client_context",
+    "fingerprint",
+    "identity_mismatch",
+    "identity_of",
+    "identity_of_certificate",
+    "legacy_client_context",
+    "legacy_server_context",
+    "make_hierarchy",
+    "same_user",
+    "server_context",
+    "tls_version",
+]

@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "scenarios.cli_wbxml",
     "scenarios.cli_eas_query",
     "scenarios.cli_pki",
+    "scenarios.cli_tlscheck",
 )
 
 

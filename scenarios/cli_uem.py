@@ -3,6 +3,12 @@
 Reads the ``users`` and ``uem`` sections of a lab YAML file (optional), listens on two
 loopback ports served by the same app (API and admin; see ``uem_sim.app``), writes a ready
 file with ``uem_url``, ``uem_admin_url`` and ``admin_token``, and runs until SIGINT/SIGTERM.
+
+TLS: ``uem.tls.api`` / ``uem.tls.admin`` with ``enabled: true`` and a ``certificate`` (PKCS#12
+or PEM files; outside the lab there is no lab CA to make one) make that port speak https
+(``uem_sim.tls.UemTls``); its URL in the ready file then starts with ``https://``. The admin
+token is never printed: it goes to the ready file (mode 0600), or is the one given with
+``--admin-token``.
 """
 
 from __future__ import annotations
@@ -16,10 +22,17 @@ import attrs
 import yaml
 from aiohttp import web
 
-from scenarios.serving import run, start_site, wait_for_shutdown_signal, write_ready_file
+from scenarios.serving import (
+    run,
+    start_site,
+    wait_for_shutdown_signal,
+    warn_if_exposed,
+    write_ready_file,
+)
 from uem_sim.app import make_app
 from uem_sim.config import UemConfig
 from uem_sim.errors import ConfigError
+from uem_sim.tls import UemTls
 
 
 def load_config(path: str | None, state_dir: str | None) -> UemConfig:
@@ -36,34 +49,58 @@ def load_config(path: str | None, state_dir: str | None) -> UemConfig:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError(path, "(file)", f"not valid YAML: {exc}") from None
-    config = UemConfig.from_mapping(data, source=Path(source).name if path else source)
+    config = UemConfig.from_mapping(
+        data,
+        source=Path(source).name if path else source,
+        base_dir=str(Path(path).resolve().parent) if path else None,
+    )
     if state_dir is not None:
         config = attrs.evolve(config, state_dir=state_dir)
     return config
 
 
-async def serve(args: argparse.Namespace, config: UemConfig, token: str) -> int:
-    app = make_app(config, admin_token=token)
-    api = await start_site(app, args.host, args.port)
+def token_note(ready_file: str | None, token_given: bool) -> str:
+    """Where the admin token is (never the token itself)."""
+    if ready_file:
+        return f"admin token: in the ready file {ready_file} (key admin_token, mode 0600)"
+    if token_given:
+        return "admin token: the one given with --admin-token"
+    return (
+        "admin token: not shown; run with --ready-file FILE to have it written there "
+        "(mode 0600), or choose one with --admin-token"
+    )
+
+
+async def serve(
+    args: argparse.Namespace, config: UemConfig, token: str, tls: UemTls | None = None
+) -> int:
+    the_tls = tls if tls is not None else UemTls()
+    app = make_app(config, admin_token=token, tls=the_tls)
+    api = await start_site(app, args.host, args.port, ssl_context=the_tls.context("api"))
     try:
-        admin_site = web.TCPSite(api.runner, args.host, args.admin_port, reuse_address=True)
+        admin_context = the_tls.context("admin")
+        admin_site = web.TCPSite(
+            api.runner, args.host, args.admin_port, reuse_address=True, ssl_context=admin_context
+        )
         try:
             await admin_site.start()
         except OSError as exc:
             print(f"cannot listen on {args.host}:{args.admin_port}: {exc}", file=sys.stderr)
             return 1
         admin_port = admin_site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        # start_site warned for the API port; the admin port is a second site on its runner.
+        warn_if_exposed(args.host, admin_port, admin=True)
         host = f"[{args.host}]" if ":" in args.host else args.host
+        scheme = "https" if admin_context is not None else "http"
         payload = {
             "uem_url": api.url,
-            "uem_admin_url": f"http://{host}:{admin_port}",
+            "uem_admin_url": f"{scheme}://{host}:{admin_port}",
             "admin_token": token,
         }
         if args.ready_file:
             write_ready_file(args.ready_file, payload)
         print(f"UEM listening: API {payload['uem_url']}, admin {payload['uem_admin_url']}")
-        if not args.ready_file and not args.admin_token:
-            print(f"admin token: {token}")
+        print(token_note(args.ready_file, bool(args.admin_token)), flush=True)
         await wait_for_shutdown_signal()
         return 0
     finally:
@@ -73,11 +110,12 @@ async def serve(args: argparse.Namespace, config: UemConfig, token: str) -> int:
 def handle(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, args.state_dir)
+        tls = UemTls.from_config(config)
     except ConfigError as exc:
         print(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
         return 2
     token = args.admin_token or secrets.token_urlsafe(24)
-    return run(lambda: serve(args, config, token))
+    return run(lambda: serve(args, config, token, tls))
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

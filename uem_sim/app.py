@@ -18,6 +18,13 @@ every route but ``/api/v1/admin/faults`` itself.
 
 Start-up: with a state directory holding a database, the stored registry wins over the config
 (delete the directory to reseed); otherwise the registry is seeded from the config.
+
+TLS (docs/tls.md, "UEM TLS"): ``tls`` (``uem_sim.tls.UemTls``) carries the swappable server
+contexts of the two ports, which the caller gives its listeners (``tls.context("api")``), and
+the roots the outgoing client trusts. Every outgoing call (the pusher's) goes through one
+``uem_sim.outgoing_client.OutgoingClient`` made in ``cleanup_ctx`` from
+``config.outgoing_tls``; the admin API's Certificate Mgmt and outgoing-TLS routes
+(``uem_sim.handlers``) change both at run time.
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
-import aiohttp
 from aiohttp import web
 
 from labauth import Lockout, admin_guard
@@ -39,11 +45,13 @@ from uem_sim.config import UemConfig
 from uem_sim.contract import ContractError
 from uem_sim.errors import UemError
 from uem_sim.events import EventBus
-from uem_sim.handlers import ADMIN_PREFIXES, ROUTES, UEM, _json
+from uem_sim.handlers import ADMIN_PREFIXES, OUTGOING, ROUTES, TLS, UEM, _json
+from uem_sim.outgoing_client import RESTART_S, OutgoingClient
 from uem_sim.push import Pusher
 from uem_sim.registry import Registry
 from uem_sim.service import Uem
 from uem_sim.store import SqliteStore
+from uem_sim.tls import UemTls, read_roots
 
 log = logging.getLogger("uem_sim")
 
@@ -94,8 +102,15 @@ def make_app(
     push_timeout_s: float = 2.0,
     faults: FaultControl | None = None,
     lockout: Lockout | None = None,
+    tls: UemTls | None = None,
+    outgoing_restart_s: float = RESTART_S,
 ) -> web.Application:
     """Build the UEM app; nothing starts until the app runs (see the module docstring).
+
+    ``tls``: the UEM's TLS (``UemTls.from_config``); None means both ports plain HTTP and
+    outgoing calls trusting ``uem.outgoing_tls.trust`` (read here) or the system store.
+    ``outgoing_restart_s``: how long outgoing calls are refused after new outgoing TLS
+    settings are applied (the restart of the outgoing client).
 
     ``faults``: the fault switch to use (a fresh one by default); it is ``app[uem_faults.FAULTS]``
     either way, and its middleware comes first so injected faults cover every answer.
@@ -123,6 +138,13 @@ def make_app(
     )
     app[ADMIN_TOKEN] = admin_token
     app[uem_faults.FAULTS] = control
+    if tls is None:
+        trust = None
+        if config.outgoing_trust is not None:
+            trust = read_roots(config.outgoing_trust, config.source, "uem.outgoing_tls.trust")
+        tls = UemTls(outgoing_trust_pem=trust, settings=config.tls)
+    app[TLS] = tls
+    the_tls = tls
     app.add_routes(ROUTES)
     app.add_routes(uem_faults.ROUTES)
 
@@ -146,16 +168,24 @@ def make_app(
 
     async def pushing(app: web.Application) -> AsyncIterator[None]:
         uem = app[UEM]
-        async with aiohttp.ClientSession() as session:
-            pusher = Pusher(session, the_clock, bus, timeout_s=push_timeout_s)
+        client = OutgoingClient(
+            config.outgoing_tls,
+            clock=the_clock,
+            events=bus,
+            trust_pem=the_tls.outgoing_trust_pem,
+            restart_s=outgoing_restart_s,
+        )
+        app[OUTGOING] = client
+        pusher = Pusher(client, the_clock, bus, timeout_s=push_timeout_s)
+        try:
             for gatekeeper_id, url in uem.registry.gatekeepers.items():
                 pusher.register(gatekeeper_id, url)
             uem.pusher = pusher
-            try:
-                yield
-            finally:
-                uem.pusher = None
-                await pusher.close()
+            yield
+        finally:
+            uem.pusher = None
+            await pusher.close()
+            await client.close()
 
     async def compliance_checks(app: web.Application) -> AsyncIterator[None]:
         uem = app[UEM]

@@ -22,19 +22,44 @@ Recognised keys (all optional except where noted)::
       activesync_policy: {EASProvisionDoc setting name: str | int | bool}
       devices: [{device_id, user (required), platform, os_version (required), model,
                  compromised, data_protection, apps, last_check_in_days_ago}]
+      tls:                                     (docs/tls.md, "UEM TLS")
+        api:                                   the API port (gatekeepers report, devices check in)
+          enabled: bool                        (false: plain HTTP)
+          min_version: "1.2" | "1.3"           ("1.2"; 1.0 and 1.1 are refused, RFC 8996)
+          max_version: null | "1.2" | "1.3"    (null: the newest the ssl module speaks)
+          ciphers: null | OpenSSL cipher string (TLS 1.2 suites; null: Python's defaults)
+          certificate: null                    (null: the in-process lab supplies one)
+            | {pkcs12: path, password_env: VAR} (password_env optional)
+            | {cert_chain: path, key: path}    (PEM: leaf first, then its CAs)
+        admin:                                 the admin port: the same keys
+      outgoing_tls:                            the UEM's own calls (pushes to gatekeepers)
+        selected_ciphers: [suite names]        (ordered; IANA or OpenSSL names; default:
+                                                uem_sim.outgoing_tls)
+        disabled_ciphers: [suite names]        (a known suite in neither list is disabled)
+        protocols: ["TLSv1.2"]                 (the only value: 1.0/1.1/1.3 cannot be added,
+                                                1.2 cannot be left out)
+        trust: path | null                     (PEM roots for outgoing calls; null: the lab's
+                                                root in the lab, else the system store)
+
+Paths are kept as written; a relative one is joined to ``base_dir`` when ``from_mapping`` is
+given one (``sentry-sim uem --config`` gives the config file's folder). ``uem_sim.tls`` reads
+the files and reports a missing or unreadable one with the same file-and-key message.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import attrs
 
 from activesync.commands.provision import ProvisionDoc
+from labpki import PkiError, tls_version
 from uem_sim.contract import ActiveSyncPolicy, SettingValue
 from uem_sim.errors import ConfigError
 from uem_sim.model import (
@@ -46,6 +71,7 @@ from uem_sim.model import (
     is_version,
     strip_domain,
 )
+from uem_sim.outgoing_tls import OutgoingTlsError, OutgoingTlsSettings
 
 _NAME = re.compile(r"[^\s\\]{1,256}")
 _DEVICE_ID = re.compile(r"[^\s]{1,128}")
@@ -329,7 +355,172 @@ def parse_device(reader: Reader, value: object, path: str) -> DeviceSpec:
     )
 
 
-UEM_KEYS: Final = (*POLICY_KEYS, "devices", "state_dir", "compliance_check_interval_s")
+@attrs.frozen
+class Pkcs12File:
+    """A PKCS#12 file and the environment variable holding its password (None: no password)."""
+
+    path: str
+    password_env: str | None = None
+
+
+@attrs.frozen
+class PemFiles:
+    """A PEM certificate chain (leaf first) and its unencrypted PEM key."""
+
+    cert_chain: str
+    key: str
+
+
+@attrs.frozen(kw_only=True)
+class PortTls:
+    """TLS of one listening port (``uem.tls.api`` or ``uem.tls.admin``)."""
+
+    enabled: bool = False
+    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
+    #: None: the newest version the ssl module speaks.
+    max_version: ssl.TLSVersion | None = None
+    #: OpenSSL cipher string for TLS 1.2 (None: Python's defaults).
+    ciphers: str | None = None
+    #: None: the in-process lab supplies a certificate from its CA (``UemTls.from_config``).
+    certificate: Pkcs12File | PemFiles | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TlsConfig:
+    """``uem.tls``: both listening ports."""
+
+    api: PortTls = PortTls()
+    admin: PortTls = PortTls()
+
+
+PORT_TLS_KEYS: Final = ("enabled", "min_version", "max_version", "ciphers", "certificate")
+OUTGOING_KEYS: Final = ("selected_ciphers", "disabled_ciphers", "protocols", "trust")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def tls_version_text(version: ssl.TLSVersion) -> str:
+    """``TLSv1_2`` -> ``"1.2"``."""
+    return version.name.removeprefix("TLSv").replace("_", ".")
+
+
+def _path(reader: Reader, value: object, where: str, base_dir: str | None) -> str:
+    text = reader.string(value, where, what="a file path")
+    if not text.strip():
+        raise reader.fail(where, "expected a file path, got an empty string")
+    if base_dir is not None and not os.path.isabs(text):
+        return os.path.join(base_dir, text)
+    return text
+
+
+def _version(reader: Reader, value: object, where: str) -> ssl.TLSVersion:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise reader.fail(where, f'expected "1.2" or "1.3", got {show(value)}')
+    try:
+        return tls_version(value, source=reader.source, key=where)
+    except PkiError as exc:
+        # labpki's message starts with "source: key: "; keep only the problem.
+        problem = str(exc).removeprefix(f"{reader.source}: {where}: ")
+        raise reader.fail(where, problem) from None
+
+
+def parse_certificate(
+    reader: Reader, value: object, where: str, base_dir: str | None
+) -> Pkcs12File | PemFiles | None:
+    if value is None:
+        return None
+    obj = reader.mapping(value, where)
+    if "pkcs12" in obj:
+        reader.mapping(obj, where, ("pkcs12", "password_env"))
+        env = obj.get("password_env")
+        if env is not None and not (isinstance(env, str) and _ENV_NAME.fullmatch(env)):
+            raise reader.fail(
+                f"{where}.password_env",
+                f"expected the name of an environment variable, got {show(env)}",
+            )
+        return Pkcs12File(_path(reader, obj["pkcs12"], f"{where}.pkcs12", base_dir), env)
+    if "cert_chain" in obj or "key" in obj:
+        reader.mapping(obj, where, ("cert_chain", "key"))
+        for key in ("cert_chain", "key"):
+            if obj.get(key) is None:
+                raise reader.fail(f"{where}.{key}", "missing (expected a file path)")
+        return PemFiles(
+            _path(reader, obj["cert_chain"], f"{where}.cert_chain", base_dir),
+            _path(reader, obj["key"], f"{where}.key", base_dir),
+        )
+    raise reader.fail(
+        where,
+        "expected {pkcs12: path, password_env: VARIABLE} or {cert_chain: path, key: path}, "
+        f"got {show(value)}",
+    )
+
+
+def parse_port_tls(reader: Reader, value: object, where: str, base_dir: str | None) -> PortTls:
+    if value is None:
+        return PortTls()
+    obj = reader.mapping(value, where, PORT_TLS_KEYS)
+    enabled = reader.boolean(obj.get("enabled", False), f"{where}.enabled")
+    low = _version(reader, obj.get("min_version", "1.2"), f"{where}.min_version")
+    high = None
+    if obj.get("max_version") is not None:
+        high = _version(reader, obj["max_version"], f"{where}.max_version")
+        if high < low:
+            raise reader.fail(
+                f"{where}.max_version",
+                f"expected a version >= min_version ({tls_version_text(low)}), "
+                f"got {tls_version_text(high)}",
+            )
+    ciphers = None
+    if obj.get("ciphers") is not None:
+        ciphers = reader.string(obj["ciphers"], f"{where}.ciphers", what="an OpenSSL cipher list")
+        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            probe.set_ciphers(ciphers)
+        except ssl.SSLError:
+            raise reader.fail(
+                f"{where}.ciphers",
+                f"no cipher matches {show(ciphers)}",
+                hint='an OpenSSL cipher list such as "ECDHE+AESGCM:ECDHE+CHACHA20"',
+            ) from None
+    return PortTls(
+        enabled=enabled,
+        min_version=low,
+        max_version=high,
+        ciphers=ciphers,
+        certificate=parse_certificate(
+            reader, obj.get("certificate"), f"{where}.certificate", base_dir
+        ),
+    )
+
+
+def parse_tls(reader: Reader, value: object, base_dir: str | None) -> TlsConfig:
+    if value is None:
+        return TlsConfig()
+    obj = reader.mapping(value, "uem.tls", ("api", "admin"))
+    return TlsConfig(
+        api=parse_port_tls(reader, obj.get("api"), "uem.tls.api", base_dir),
+        admin=parse_port_tls(reader, obj.get("admin"), "uem.tls.admin", base_dir),
+    )
+
+
+def parse_outgoing_tls(
+    reader: Reader, value: object, path: str, allowed: Sequence[str] = OUTGOING_KEYS
+) -> OutgoingTlsSettings:
+    """``selected_ciphers``/``disabled_ciphers``/``protocols`` (``trust`` is read apart)."""
+    obj = reader.mapping({} if value is None else value, path, allowed)
+    try:
+        return OutgoingTlsSettings.from_mapping(obj, path=path)
+    except OutgoingTlsError as exc:
+        raise reader.fail(exc.path, exc.problem, hint=exc.hint) from None
+
+
+UEM_KEYS: Final = (
+    *POLICY_KEYS,
+    "devices",
+    "state_dir",
+    "compliance_check_interval_s",
+    "tls",
+    "outgoing_tls",
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -341,10 +532,22 @@ class UemConfig:
     devices: tuple[DeviceSpec, ...] = ()
     state_dir: str | None = None
     compliance_check_interval_s: float = 300.0
+    #: ``uem.tls``: TLS of the API and admin ports.
+    tls: TlsConfig = TlsConfig()
+    #: ``uem.outgoing_tls`` without ``trust``.
+    outgoing_tls: OutgoingTlsSettings = attrs.field(factory=OutgoingTlsSettings.default)
+    #: ``uem.outgoing_tls.trust``: PEM roots for outgoing calls (None: see ``uem_sim.tls``).
+    outgoing_trust: str | None = None
+    #: The config's name in error messages (the file name); not part of equality.
+    source: str = attrs.field(default="lab.yaml", eq=False)
 
     @classmethod
-    def from_mapping(cls, mapping: object, source: str = "lab.yaml") -> UemConfig:
-        """Read the ``users`` and ``uem`` sections of a lab file; other sections are ignored."""
+    def from_mapping(
+        cls, mapping: object, source: str = "lab.yaml", *, base_dir: str | None = None
+    ) -> UemConfig:
+        """Read the ``users`` and ``uem`` sections of a lab file; other sections are ignored.
+
+        ``base_dir``: where relative certificate and trust paths start (None: as written)."""
         reader = Reader(source)
         top = reader.mapping({} if mapping is None else mapping, "")
         users: list[User] = []
@@ -401,10 +604,19 @@ class UemConfig:
             interval = reader.number(
                 uem["compliance_check_interval_s"], "uem.compliance_check_interval_s", positive=True
             )
+        outgoing = parse_outgoing_tls(reader, uem.get("outgoing_tls"), "uem.outgoing_tls")
+        trust = None
+        raw_outgoing = uem.get("outgoing_tls")
+        if isinstance(raw_outgoing, Mapping) and raw_outgoing.get("trust") is not None:
+            trust = _path(reader, raw_outgoing["trust"], "uem.outgoing_tls.trust", base_dir)
         return cls(
             users=tuple(users),
             policy=policy,
             devices=tuple(devices),
             state_dir=state_dir,
             compliance_check_interval_s=interval,
+            tls=parse_tls(reader, uem.get("tls"), base_dir),
+            outgoing_tls=outgoing,
+            outgoing_trust=trust,
+            source=source,
         )

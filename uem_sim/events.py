@@ -104,6 +104,38 @@ class PushFailed(_Event):
     retry_in: float
 
 
+@attrs.frozen(kw_only=True)
+class OutgoingTlsApplied(_Event):
+    """New outgoing TLS settings were applied: the outgoing client restarted, and outgoing
+    calls fail for ``unavailable_s`` seconds (retried by their callers, e.g. the pusher)."""
+
+    selected: tuple[str, ...]
+    disabled: tuple[str, ...]
+    is_default: bool
+    unavailable_s: float
+
+
+@attrs.frozen(kw_only=True)
+class OutgoingTlsFailed(_Event):
+    """An outgoing TLS handshake failed (emitted when an endpoint's error changes, not on
+    every retry); ``needs_disabled`` names disabled suites the endpoint would accept."""
+
+    endpoint: str
+    error: str
+    needs_disabled: tuple[str, ...]
+    speaks_only: str | None
+
+
+@attrs.frozen(kw_only=True)
+class CertificateReplaced(_Event):
+    """An admin uploaded a new certificate for a TLS port (``api`` or ``admin``)."""
+
+    port: str
+    subject: str
+    serial: str
+    not_after: str
+
+
 Event = (
     RecordReported
     | DecisionChanged
@@ -112,6 +144,9 @@ Event = (
     | GatekeeperRegistered
     | PushDelivered
     | PushFailed
+    | OutgoingTlsApplied
+    | OutgoingTlsFailed
+    | CertificateReplaced
 )
 Subscriber = Callable[[Event], None]
 

@@ -4,7 +4,8 @@ Responsibility: read and validate a request, call one registry operation, commit
 Must not: decide (``policy``), change state by hand (``registry``) or build error responses
 (raise ``UemError`` / ``ContractError``; ``app.error_middleware`` answers them).
 
-Routes (``ROUTES`` below; admin routes need the admin token, see ``app.auth_middleware``):
+Routes (``ROUTES`` below; routes under ``ADMIN_PREFIXES`` need the admin token, checked by
+``labauth.admin_guard``, which ``app.make_app`` installs):
 
 * Gatekeeper (contract.py): ``POST /api/v1/sentry/reports``, ``GET /api/v1/sentry/records``,
   ``POST /api/v1/sentry/gatekeepers``, ``DELETE /api/v1/sentry/gatekeepers/{gatekeeper_id}``.
@@ -12,16 +13,24 @@ Routes (``ROUTES`` below; admin routes need the admin token, see ``app.auth_midd
 * Admin: ``/api/v1/admin/users[/{user}]``, ``/api/v1/admin/devices[/{user}/{device_id}]``,
   ``/api/v1/admin/policy``, ``/api/v1/admin/compliance-check``, ``/api/v1/admin/gatekeepers``,
   ``/api/v1/admin/events``, ``/api/v1/eas/devices[/{user}/{device_id}[/explain|/actions]]``.
+* Certificate Mgmt: ``GET /api/v1/certificates[/{port}]``, ``PUT /api/v1/certificates/{port}``
+  (``api`` or ``admin``; a PKCS#12 upload swaps the served certificate without a restart).
+* Outgoing TLS: ``GET|PUT /api/v1/outgoing-tls``, ``POST /api/v1/outgoing-tls/reset``,
+  ``GET /api/v1/outgoing-tls/usage`` (docs/admin-api.md; applying restarts the outgoing client).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any, Final
 
 from aiohttp import web
 
+from labpki import PkiError, ServerCredential
 from uem_sim import contract
 from uem_sim.config import (
     DEVICE_KEYS,
@@ -29,19 +38,35 @@ from uem_sim.config import (
     POSTURE_KEYS,
     Reader,
     parse_device_id,
+    parse_outgoing_tls,
     parse_policy,
     parse_posture,
     parse_user,
 )
 from uem_sim.contract import reason_names
-from uem_sim.errors import UemError
-from uem_sim.events import AdminChanged, DeviceCheckedIn, GatekeeperRegistered, RecordReported
+from uem_sim.errors import Conflict, NotFound, UemError
+from uem_sim.events import (
+    AdminChanged,
+    CertificateReplaced,
+    DeviceCheckedIn,
+    GatekeeperRegistered,
+    RecordReported,
+)
 from uem_sim.model import DAY, AdminAction, EasRecord, RegisteredDevice, User
+from uem_sim.outgoing_client import OutgoingClient
+from uem_sim.outgoing_tls import OutgoingTlsSettings, catalogue
 from uem_sim.registry import GROUPS, group_of
 from uem_sim.service import Uem
 from uem_sim.store import device_to_dict, override_to_dict, policy_to_dict, rule_to_dict
+from uem_sim.tls import PORTS, UemTls
+
+log = logging.getLogger("uem_sim.handlers")
 
 UEM: Final = web.AppKey("uem", Uem)
+#: The UEM's TLS: its ports' swappable contexts and the outgoing trust.
+TLS: Final = web.AppKey("uem_tls", UemTls)
+#: The one outgoing client (set while the app runs).
+OUTGOING: Final = web.AppKey("uem_outgoing", OutgoingClient)
 BODY: Final = Reader("request body")
 
 
@@ -421,7 +446,166 @@ async def eas_action(request: web.Request) -> web.Response:
     return _json(record_view(uem.registry.records[record.key]))
 
 
-ADMIN_PREFIXES: Final = ("/api/v1/admin/", "/api/v1/eas/")
+# --- Certificate Mgmt ---
+
+_UPLOAD_FIELDS: Final = ("pkcs12", "password")
+_UPLOAD_HINT: Final = (
+    'send {"pkcs12": "<the .p12 file, base64>", "password": "<its password>"}: the server '
+    "certificate, its key and the chain up to (not including) the root"
+)
+
+
+def _port_name(request: web.Request) -> str:
+    name = request.match_info["port"]
+    if name not in PORTS:
+        raise NotFound(f"no TLS port {name[:40]!r}", hint=f"expected one of {', '.join(PORTS)}")
+    return name
+
+
+async def list_certificates(request: web.Request) -> web.Response:
+    tls = request.app[TLS]
+    return _json(
+        {
+            "ports": {name: tls.port_view(name) for name in PORTS},
+            "outgoing_trust": "system store"
+            if tls.outgoing_trust_pem is None
+            else "configured roots",
+        }
+    )
+
+
+async def get_certificate(request: web.Request) -> web.Response:
+    return _json(request.app[TLS].port_view(_port_name(request)))
+
+
+def read_upload(data: Mapping[str, Any]) -> tuple[bytes, bytes | None]:
+    """(PKCS#12 bytes, password) of an upload body; ``UemError`` naming the field (never
+    the password itself)."""
+    BODY.mapping(data, "$", _UPLOAD_FIELDS)
+    text = data.get("pkcs12")
+    if not isinstance(text, str) or not text.strip():
+        raise UemError(
+            "request body: $.pkcs12: expected the PKCS#12 file as base64 text", hint=_UPLOAD_HINT
+        )
+    try:
+        raw = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise UemError(
+            f"request body: $.pkcs12: not valid base64 ({exc})", hint=_UPLOAD_HINT
+        ) from None
+    password = data.get("password")
+    if password is not None and not isinstance(password, str):
+        raise UemError("request body: $.password: expected a string", hint=_UPLOAD_HINT)
+    return raw, None if password is None else password.encode("utf-8")
+
+
+async def put_certificate(request: web.Request) -> web.Response:
+    """Replace a TLS port's certificate from an uploaded PKCS#12; new handshakes get it."""
+    tls = request.app[TLS]
+    name = _port_name(request)
+    swappable = tls.port(name)
+    if swappable is None:
+        raise Conflict(
+            f"the {name} port does not speak TLS, so it has no certificate to replace",
+            hint=f"set uem.tls.{name}.enabled: true in the config and restart the UEM",
+        )
+    data, password = read_upload(await _body(request))
+    try:
+        credential = ServerCredential.from_pkcs12(data, password, source="$.pkcs12")
+        swappable.replace(credential)
+    except PkiError as exc:
+        raise UemError(f"request body: {exc}", hint=_UPLOAD_HINT) from None
+    summary = credential.summary()
+    uem = request.app[UEM]
+    uem.events.emit(
+        CertificateReplaced(
+            at=uem.now(),
+            port=name,
+            subject=str(summary["subject"]),
+            serial=str(summary["serial"]),
+            not_after=str(summary["not_after"]),
+        )
+    )
+    log.info(
+        "the %s port's certificate was replaced by an upload: %s, serial %s, valid until %s",
+        name,
+        summary["subject"],
+        summary["serial"],
+        summary["not_after"],
+    )
+    return _json(tls.port_view(name))
+
+
+# --- outgoing TLS ---
+
+_OUTGOING_BODY_KEYS: Final = (
+    "selected_ciphers",
+    "disabled_ciphers",
+    "protocols",
+    "disabled_protocols",
+)
+_SNI_NOTE: Final = (
+    "SNI is sent on every call to a host name; a URL with an IP address sends none "
+    "(RFC 6066 forbids IP addresses in SNI)"
+)
+
+
+def outgoing_view(client: OutgoingClient) -> dict[str, Any]:
+    """``GET /api/v1/outgoing-tls``: current settings, the default and every known suite."""
+    return {
+        "settings": client.settings.to_dict(),
+        "default": OutgoingTlsSettings.default().to_dict(),
+        "suites": catalogue(),
+        "sni": _SNI_NOTE,
+        "trust": "system store" if client.trust_pem is None else "configured roots",
+        "generation": client.generation,
+        "unavailable_for_s": round(client.unavailable_for(), 3),
+    }
+
+
+async def get_outgoing_tls(request: web.Request) -> web.Response:
+    return _json(outgoing_view(request.app[OUTGOING]))
+
+
+async def _apply_outgoing(request: web.Request, settings: OutgoingTlsSettings, what: str) -> None:
+    client = request.app[OUTGOING]
+    await client.apply(settings)
+    uem = request.app[UEM]
+    uem.events.emit(
+        AdminChanged(at=uem.now(), what=what, target=", ".join(s.iana for s in settings.selected))
+    )
+
+
+async def put_outgoing_tls(request: web.Request) -> web.Response:
+    """Replace the outgoing TLS settings and restart the outgoing client."""
+    body = await _body(request)
+    BODY.mapping(body, "$", _OUTGOING_BODY_KEYS)
+    if "selected_ciphers" not in body:
+        raise UemError(
+            "request body: $.selected_ciphers: missing (the ordered list of suites to offer)",
+            hint="POST /api/v1/outgoing-tls/reset restores the default",
+        )
+    settings = parse_outgoing_tls(BODY, body, "$", _OUTGOING_BODY_KEYS)
+    await _apply_outgoing(request, settings, "outgoing_tls")
+    return _json(outgoing_view(request.app[OUTGOING]))
+
+
+async def reset_outgoing_tls(request: web.Request) -> web.Response:
+    """Back to the documented default (restarts the outgoing client too)."""
+    await _apply_outgoing(request, OutgoingTlsSettings.default(), "outgoing_tls_reset")
+    return _json(outgoing_view(request.app[OUTGOING]))
+
+
+async def get_outgoing_usage(request: web.Request) -> web.Response:
+    return _json(request.app[OUTGOING].usage_view())
+
+
+ADMIN_PREFIXES: Final = (
+    "/api/v1/admin/",
+    "/api/v1/eas/",
+    "/api/v1/certificates",
+    "/api/v1/outgoing-tls",
+)
 
 ROUTES: Final = [
     web.post(contract.REPORTS_PATH, post_report),
@@ -448,4 +632,11 @@ ROUTES: Final = [
     web.get("/api/v1/eas/devices/{user}/{device_id}", eas_device),
     web.get("/api/v1/eas/devices/{user}/{device_id}/explain", eas_explain),
     web.post("/api/v1/eas/devices/{user}/{device_id}/actions", eas_action),
+    web.get("/api/v1/certificates", list_certificates),
+    web.get("/api/v1/certificates/{port}", get_certificate),
+    web.put("/api/v1/certificates/{port}", put_certificate),
+    web.get("/api/v1/outgoing-tls", get_outgoing_tls),
+    web.put("/api/v1/outgoing-tls", put_outgoing_tls),
+    web.post("/api/v1/outgoing-tls/reset", reset_outgoing_tls),
+    web.get("/api/v1/outgoing-tls/usage", get_outgoing_usage),
 ]

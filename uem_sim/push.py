@@ -7,10 +7,13 @@ handler that caused the change. Must not: decide anything or touch the registry.
 Theory of operation: one ``_Outbox`` per gatekeeper holds the pending decisions keyed by
 record (a newer decision for a record replaces an older one) and the version range they cover.
 ``publish()`` only updates outboxes and wakes their workers, so it is synchronous and instant.
-Each worker task takes the whole pending batch, POSTs one ``PushMessage`` through the app's one
-pooled ``ClientSession``, and on failure puts the batch back under anything newer and sleeps
-on the injected clock (0.1 s doubling to 5 s). ``since`` of a retried batch stays the oldest
-undelivered version, so a gatekeeper can always tell a gap from a repeat.
+Each worker task takes the whole pending batch, POSTs one ``PushMessage`` through the UEM's one
+``OutgoingClient`` (``uem_sim.outgoing_client``: pooled connections, the outgoing TLS policy,
+usage tracking; a push URL may be https), and on failure puts the batch back under anything
+newer and sleeps on the injected clock (0.1 s doubling to 5 s). ``since`` of a retried batch
+stays the oldest undelivered version, so a gatekeeper can always tell a gap from a repeat.
+``publish(..., skip=(gatekeeper_id, record_key))`` leaves out one record for the gatekeeper
+that already got it in the answer to its report.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import attrs
 from simclock import Clock
 from uem_sim.contract import CONTENT_TYPE, DecisionMessage, PushMessage, to_json
 from uem_sim.events import EventBus, PushDelivered, PushFailed
+from uem_sim.outgoing_client import OutgoingClient, OutgoingError
 
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
@@ -40,12 +44,29 @@ class _Outbox:
     wake: asyncio.Event = attrs.field(factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
-    def add(self, since: int, version: int, records: Iterable[DecisionMessage]) -> None:
+    def add(
+        self,
+        since: int,
+        version: int,
+        records: Iterable[DecisionMessage],
+        *,
+        skip: tuple[str, str] | None = None,
+    ) -> None:
         for record in records:
+            if record.key == skip:
+                # The gatekeeper already holds this decision (it came back in the answer to its
+                # report); an older one still waiting here would now be stale, so drop it too.
+                self.pending.pop(record.key, None)
+                continue
             self.pending[record.key] = record
+        # The version range is kept even when nothing is left to send, so the next batch's
+        # ``since`` covers the skipped change and the gatekeeper sees no gap.
         self.since = since if self.since is None else min(self.since, since)
         self.version = max(self.version, version)
-        self.wake.set()
+        if self.pending:
+            self.wake.set()
+        else:
+            self.wake.clear()
 
     def take(self) -> PushMessage:
         message = PushMessage(
@@ -73,13 +94,13 @@ class Pusher:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        client: OutgoingClient,
         clock: Clock,
         events: EventBus,
         *,
         timeout_s: float = 2.0,
     ) -> None:
-        self._session = session
+        self._client = client
         self._clock = clock
         self._events = events
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -103,13 +124,28 @@ class Pusher:
             with contextlib.suppress(asyncio.CancelledError):
                 await box.task
 
-    def publish(self, since: int, version: int, records: Iterable[DecisionMessage]) -> None:
-        """Queue changed decisions for every gatekeeper; returns at once."""
+    def publish(
+        self,
+        since: int,
+        version: int,
+        records: Iterable[DecisionMessage],
+        *,
+        skip: tuple[str, tuple[str, str]] | None = None,
+    ) -> None:
+        """Queue changed decisions for every gatekeeper; returns at once.
+
+        ``skip=(gatekeeper_id, record_key)`` (``record_key`` is ``DecisionMessage.key``, i.e.
+        ``(user, device_id)``) leaves that one record out of that one gatekeeper's outbox: it
+        already received the decision in the answer to its report. Other gatekeepers, and the
+        other records for it, are queued as usual; the batch's version range still reaches it
+        with its next push, so it never mistakes the skipped change for a lost batch.
+        """
         batch = tuple(records)
         if not batch:
             return
         for box in self._outboxes.values():
-            box.add(since, version, batch)
+            record_skip = skip[1] if skip is not None and skip[0] == box.gatekeeper_id else None
+            box.add(since, version, batch, skip=record_skip)
 
     def pending(self, gatekeeper_id: str) -> int:
         box = self._outboxes.get(gatekeeper_id)
@@ -156,15 +192,14 @@ class Pusher:
     async def _send(self, url: str, message: PushMessage) -> str | None:
         """POST one batch; ``None`` on a 2xx answer, else what went wrong."""
         try:
-            async with self._session.post(
+            answer = await self._client.post(
                 url,
                 data=to_json(message),
                 headers={"Content-Type": CONTENT_TYPE},
-                timeout=self._timeout,
-            ) as response:
-                await response.read()
-                if 200 <= response.status < 300:
-                    return None
-                return f"HTTP {response.status} from {url}"
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return f"{type(exc).__name__}: {exc} ({url})"
+                client_timeout=self._timeout,
+            )
+        except OutgoingError as exc:
+            return str(exc)
+        if 200 <= answer.status < 300:
+            return None
+        return f"HTTP {answer.status} from {url}"

@@ -10,11 +10,23 @@ and the aiohttp device app listens behind it on an internal loopback port. With
 ``sentry.workers: N`` (or ``--workers N``) the command supervises N worker processes sharing
 the device port with SO_REUSEPORT, each a whole gatekeeper with its own cache, admin port and
 push URL (``sentry_sim.lane.workers``); the in-process lab always runs one.
+
+TLS (``sentry.tls``, ``sentry_sim.tls``): the device port (the lane's listener, or the aiohttp
+site without the lane; the hop to the full path stays plain loopback) and the admin port
+(where the UEM pushes too, so the push URL becomes https) each speak TLS when enabled, with the
+certificate files of the config; each worker process loads the same files. A PKCS#12 uploaded
+through the admin API (``PUT /api/v1/certificates/{port}``) replaces the certificate of the
+worker whose admin port took it, and only that one, until the next restart: the other
+workers keep serving the files.
+
+The admin token is never printed: it is in the ready file (mode 0600), or it is the one given
+with ``--admin-token``; without either the banner says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import os
 import secrets
@@ -33,7 +45,7 @@ from scenarios.serving import (
     write_ready_file,
 )
 from sentry_sim.admin import push_path
-from sentry_sim.app import ADMIN_APP, TOKEN, make_app
+from sentry_sim.app import ADMIN_APP, CLIENT_CHECK, TOKEN, make_app
 from sentry_sim.config import MAX_WORKERS, ConfigError, SentryConfig
 from sentry_sim.events import EventBus
 from sentry_sim.handlers import SENTRY
@@ -48,6 +60,7 @@ from sentry_sim.lane.workers import (
 )
 from sentry_sim.service import Sentry
 from sentry_sim.store import Store
+from sentry_sim.tls import SentryTls
 from simclock import Clock
 
 
@@ -65,6 +78,7 @@ class RunningSentry:
     admin_token: str
     lane: Lane | None = None
     full_path_url: str = ""
+    tls: SentryTls | None = None
 
     @property
     def url(self) -> str:
@@ -103,11 +117,15 @@ async def serve(
     admin_port: int | None = None,
     reuse_port: bool = False,
     policy_key_secret: str | None = None,
+    tls: SentryTls | None = None,
 ) -> RunningSentry:
     """Start the gatekeeper (``host``/ports from config unless given) and register its push
     URL with the UEM once the admin port is known. With ``config.fast_lane`` the device port
     is the lane's and the aiohttp device app listens on an internal loopback port behind it;
-    ``reuse_port`` lets worker processes share the device port (``sentry.workers``)."""
+    ``reuse_port`` lets worker processes share the device port (``sentry.workers``).
+
+    ``tls`` (``SentryTls.from_config(config)``, or the lab's) makes the device and/or admin
+    port TLS; ``config.tls`` alone starts nothing: pass ``tls`` (the module docstring)."""
     app = make_app(
         config,
         upstream_url=upstream_url,
@@ -116,9 +134,12 @@ async def serve(
         admin_token=admin_token,
         bus=bus,
         policy_key_secret=policy_key_secret,
+        tls=tls,
     )
     bind = host or config.host
     device_port = config.port if port is None else port
+    device_tls = None if tls is None or tls.device is None else tls.device.context
+    admin_tls = None if tls is None or tls.admin is None else tls.admin.context
     lane: Lane | None = None
     if config.fast_lane:
         full_path = await start_site(app, "127.0.0.1", 0)
@@ -130,19 +151,26 @@ async def serve(
                 host=bind,
                 port=device_port,
                 reuse_port=reuse_port,
+                upstream_tls=None if tls is None else tls.outgoing_context(),
                 events=config.hot_path_events,
+                ssl=device_tls,
+                client_check=app.get(CLIENT_CHECK),
             )
         except OSError as exc:
             await full_path.stop()
             raise SystemExit(
                 f"cannot listen on {bind}:{device_port}: {exc.strerror or exc}"
             ) from exc
-        device_site = StartedSite(full_path.runner, _url(bind, lane.port), lane.port)
+        url = _url(bind, lane.port, secure=device_tls is not None)
+        device_site = StartedSite(full_path.runner, url, lane.port)
     else:
-        full_path = device_site = await start_site(app, bind, device_port)
+        full_path = device_site = await start_site(app, bind, device_port, ssl_context=device_tls)
     try:
         admin_site = await start_site(
-            app[ADMIN_APP], bind, config.admin_port if admin_port is None else admin_port
+            app[ADMIN_APP],
+            bind,
+            config.admin_port if admin_port is None else admin_port,
+            ssl_context=admin_tls,
         )
     except BaseException:
         if lane is not None:
@@ -152,16 +180,24 @@ async def serve(
     sentry = app[SENTRY]
     sentry.set_push_url(admin_site.url + push_path(sentry))
     return RunningSentry(
-        sentry, device_site, admin_site, app[TOKEN], lane=lane, full_path_url=full_path.url
+        sentry,
+        device_site,
+        admin_site,
+        app[TOKEN],
+        lane=lane,
+        full_path_url=full_path.url,
+        tls=tls,
     )
 
 
-def _url(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def _url(host: str, port: int, *, secure: bool = False) -> str:
+    scheme = "https" if secure else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 def load_config(path: str | None) -> SentryConfig:
-    """The ``sentry:`` section of a lab file (defaults without one)."""
+    """The ``sentry:`` section of a lab file (defaults without one); relative certificate
+    paths in it start at the file's folder."""
     if path is None:
         return SentryConfig()
     name = Path(path).name
@@ -177,7 +213,9 @@ def load_config(path: str | None) -> SentryConfig:
         return SentryConfig()
     if not isinstance(data, dict):
         raise ConfigError(name, "(top level)", f"expected a mapping, got {type(data).__name__}")
-    return SentryConfig.from_mapping(data.get("sentry"), name)
+    return SentryConfig.from_mapping(
+        data.get("sentry"), name, base_dir=str(Path(path).resolve().parent)
+    )
 
 
 def _check_url(value: str, flag: str) -> str:
@@ -188,7 +226,26 @@ def _check_url(value: str, flag: str) -> str:
     return value.rstrip("/")
 
 
-async def _main(args: argparse.Namespace, config: SentryConfig, token: str) -> int:
+def token_note(ready_file: str | None, token_given: bool) -> str:
+    """Where the admin token is (the banner's line): never the token itself."""
+    if ready_file:
+        return f"admin token: in the ready file {ready_file} (key admin_token, mode 0600)"
+    if token_given:
+        return "admin token: the one given with --admin-token"
+    return "admin token: not shown; run with --ready-file FILE to have it written there (mode 0600)"
+
+
+def load_tls(config: SentryConfig) -> SentryTls | None:
+    """The TLS of ``sentry-sim sentry`` from ``sentry.tls`` (its files read now), or None when
+    nothing in it is set. Raises ``ConfigError`` naming the file and key of a bad setting."""
+    if not config.tls.enabled and config.tls.trust is None:
+        return None
+    return SentryTls.from_config(config)
+
+
+async def _main(
+    args: argparse.Namespace, config: SentryConfig, token: str, tls: SentryTls | None
+) -> int:
     running = await serve(
         config,
         upstream_url=args.upstream,
@@ -197,12 +254,17 @@ async def _main(args: argparse.Namespace, config: SentryConfig, token: str) -> i
         host=args.host,
         port=args.port,
         admin_port=args.admin_port,
+        tls=tls,
     )
     # Start-up objects (apps, routes, the loaded device list) move out of the collector's
     # reach: later full collections do not walk them (docs/performance.md, GC pauses).
     gc.collect()
     gc.freeze()
+    # The signal handlers go in before anyone is told the gatekeeper is ready, so a SIGTERM
+    # sent right after the ready file or the banner stops it cleanly.
+    stopping = asyncio.ensure_future(wait_for_shutdown_signal())
     try:
+        await asyncio.sleep(0)
         payload = running.ready_payload()
         if args.ready_file:
             write_ready_file(args.ready_file, payload)
@@ -211,11 +273,11 @@ async def _main(args: argparse.Namespace, config: SentryConfig, token: str) -> i
             f"admin {running.admin_url} (upstream {args.upstream}, UEM {args.uem})",
             flush=True,
         )
-        if not args.ready_file and not args.admin_token:
-            print(f"admin token: {token}", flush=True)
-        await wait_for_shutdown_signal()
+        print(token_note(args.ready_file, bool(args.admin_token)), flush=True)
+        await stopping
         return 0
     finally:
+        stopping.cancel()
         await running.stop()
 
 
@@ -224,6 +286,9 @@ def handle(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         args.upstream = _check_url(args.upstream, "--upstream")
         args.uem = _check_url(args.uem, "--uem")
+        # Read now so that a bad certificate file stops the command before anything listens
+        # (workers read the same files again: an SSLContext does not cross processes).
+        tls = load_tls(config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -239,7 +304,7 @@ def handle(args: argparse.Namespace) -> int:
     token = args.admin_token or secrets.token_urlsafe(24)
     if config.workers > 1:
         return _serve_workers(args, config, token)
-    return run(lambda: _main(args, config, token))
+    return run(lambda: _main(args, config, token, tls))
 
 
 # -- multi-worker mode (sentry.workers > 1; sentry_sim.lane.workers explains it) -------------
@@ -297,8 +362,7 @@ def _serve_workers(args: argparse.Namespace, config: SentryConfig, token: str) -
             + ", ".join(w.admin_url for w in workers),
             flush=True,
         )
-        if not args.ready_file and not args.admin_token:
-            print(f"admin token: {token}", flush=True)
+        print(token_note(args.ready_file, bool(args.admin_token)), flush=True)
 
     try:
         return supervise(
@@ -322,6 +386,7 @@ def _worker_main(spec: WorkerSpec, payload: _WorkerPayload, ready: Connection) -
 
     async def main() -> int:
         try:
+            tls = load_tls(config)
             running = await serve(
                 config,
                 upstream_url=payload.upstream,
@@ -332,8 +397,9 @@ def _worker_main(spec: WorkerSpec, payload: _WorkerPayload, ready: Connection) -
                 admin_port=spec.admin_port,
                 reuse_port=True,
                 policy_key_secret=spec.policy_key_secret,
+                tls=tls,
             )
-        except (SystemExit, OSError) as exc:
+        except (SystemExit, OSError, ConfigError) as exc:
             ready.send(f"cannot start: {exc}")
             return 1
         gc.collect()
@@ -362,7 +428,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Run the ActiveSync gatekeeper in front of any EAS server (a real one "
         "too): first access reported to the UEM, decisions cached, blocked devices answered "
         "per protocol version, the UEM's ActiveSync policy provisioned. Reads the sentry: "
-        "section of a lab file.",
+        "section of a lab file, TLS on the device and admin ports included (sentry.tls).",
     )
     parser.add_argument(
         "--upstream",
@@ -396,7 +462,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="write JSON with sentry_url, sentry_admin_url, admin_token once listening",
     )
     parser.add_argument(
-        "--admin-token", metavar="TOKEN", help="admin token (default: a random one)"
+        "--admin-token",
+        metavar="TOKEN",
+        help="admin token (default: a random one, written only to the ready file; never printed)",
     )
     parser.add_argument(
         "--workers",

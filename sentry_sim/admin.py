@@ -13,28 +13,43 @@ Routes (all but the push need ``Authorization: Bearer <admin token>``)::
     GET  /api/events/stream                               live events (text/event-stream)
     GET  /metrics                                         Prometheus text format
     POST /uem/push/{secret}                               UEM push (PushMessage JSON)
+    GET  /api/v1/certificates                             Certificate Mgmt: both ports' TLS
+    GET  /api/v1/certificates/{port}                      one port (device or admin)
+    PUT  /api/v1/certificates/{port}                      upload a PKCS#12, served at once
 
 The push URL carries a random secret instead of the admin token: the UEM is given the URL when
 the gatekeeper registers, as MobileIron Core is given Sentry's push endpoint (port 9090).
+
+Certificate Mgmt (as the real gatekeeper's admin portal has it): a PKCS#12 upload (base64 in
+JSON, with its password) is checked completely (``labpki.ServerCredential.from_pkcs12``: key
+matches, validity, chain) before it replaces the port's certificate through its
+``SwappableServerContext``; new handshakes get it, open connections keep theirs, nothing
+restarts. A refused upload changes nothing. The password is never logged or echoed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hmac
 import json
+import logging
 import time
 from typing import Any, Final
 
 from aiohttp import web
 
 from labauth import Lockout, admin_guard
+from labpki import PkiError, ServerCredential
+from sentry_sim.config import tls_version_text
 from sentry_sim.device_list import DeviceRecord, State, record_key, split_key
 from sentry_sim.events import Event
 from sentry_sim.handlers import SENTRY
 from sentry_sim.metrics import Metrics
 from sentry_sim.service import Sentry
+from sentry_sim.tls import PORTS, SentryTls
 from uem_sim.contract import (
     MAX_REQUEST_BYTES,
     ContractError,
@@ -43,8 +58,20 @@ from uem_sim.contract import (
     reason_names,
 )
 
+logger = logging.getLogger(__name__)
+
 ADMIN_TOKEN: Final = web.AppKey("admin_token", str)
 METRICS: Final = web.AppKey("metrics", Metrics)
+#: The gatekeeper's TLS (every port plain when the gatekeeper was started without it).
+TLS: Final = web.AppKey("tls", SentryTls)
+
+#: Largest Certificate Mgmt upload: the base64 of labpki's 1 MiB bound, with room for the JSON.
+MAX_UPLOAD_BYTES: Final = 2 * 1024 * 1024
+_UPLOAD_FIELDS: Final = ("pkcs12", "password")
+_UPLOAD_HINT: Final = (
+    'send {"pkcs12": "<base64 of the .p12 file>", "password": "<its password>"}: the server '
+    "certificate, its private key and the chain up to, not including, the root"
+)
 
 PUSH_PREFIX: Final = "/uem/push/"
 MAX_LIST: Final = 100_000
@@ -268,15 +295,125 @@ async def receive_push(request: web.Request) -> web.Response:
     return web.json_response({"accepted": applied, "version": sentry.uem_version})
 
 
+# -- Certificate Mgmt ----------------------------------------------------------------------
+def port_json(tls: SentryTls, name: str) -> dict[str, Any]:
+    """One port's TLS: settings, the served certificate's summary and how often it changed."""
+    settings = tls.port_settings(name)
+    swappable = tls.port(name)
+    return {
+        "port": name,
+        "enabled": swappable is not None,
+        "min_version": tls_version_text(settings.min_version),
+        "max_version": None
+        if settings.max_version is None
+        else tls_version_text(settings.max_version),
+        "ciphers": settings.ciphers,
+        "client_certificates": settings.client_certificates.value,
+        "certificate": None if swappable is None else swappable.credential.summary(),
+        "swaps": 0 if swappable is None else swappable.swaps,
+    }
+
+
+def _port_name(request: web.Request) -> str | web.Response:
+    name = request.match_info["port"]
+    if name not in PORTS:
+        return _error(404, f"no TLS port {name[:40]!r}", f"expected one of {', '.join(PORTS)}")
+    return name
+
+
+async def list_certificates(request: web.Request) -> web.Response:
+    tls = request.app[TLS]
+    return web.json_response(
+        {
+            "ports": {name: port_json(tls, name) for name in PORTS},
+            "trust": "system store" if tls.trust_pem is None else "configured roots",
+        }
+    )
+
+
+async def get_certificate(request: web.Request) -> web.Response:
+    name = _port_name(request)
+    if isinstance(name, web.Response):
+        return name
+    return web.json_response(port_json(request.app[TLS], name))
+
+
+def read_upload(raw: bytes) -> tuple[bytes, bytes | None] | str:
+    """(PKCS#12 bytes, password) of an upload body, or what is wrong with it (never the
+    password itself)."""
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        return f"request body: expected JSON ({exc})"
+    if not isinstance(body, dict):
+        return f"request body: expected a JSON object, got {type(body).__name__}"
+    for key in body:
+        if key not in _UPLOAD_FIELDS:
+            return f"request body: $.{str(key)[:40]}: unknown field; expected pkcs12, password"
+    text = body.get("pkcs12")
+    if not isinstance(text, str) or not text.strip():
+        return "request body: $.pkcs12: expected the PKCS#12 file as base64 text"
+    try:
+        data = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        return f"request body: $.pkcs12: not valid base64 ({exc})"
+    password = body.get("password")
+    if password is not None and not isinstance(password, str):
+        return "request body: $.password: expected a string"
+    return data, None if password is None else password.encode("utf-8")
+
+
+async def put_certificate(request: web.Request) -> web.Response:
+    """Replace a TLS port's certificate from an uploaded PKCS#12 (module docstring)."""
+    tls = request.app[TLS]
+    name = _port_name(request)
+    if isinstance(name, web.Response):
+        return name
+    swappable = tls.port(name)
+    if swappable is None:
+        return _error(
+            409,
+            f"the {name} port does not speak TLS, so it has no certificate to replace",
+            f"set sentry.tls.{name}.enabled: true in the config and restart the gatekeeper",
+        )
+    raw = await request.content.read(MAX_UPLOAD_BYTES + 1)
+    if len(raw) > MAX_UPLOAD_BYTES:
+        return _error(413, f"request body: more than {MAX_UPLOAD_BYTES} bytes", _UPLOAD_HINT)
+    upload = read_upload(raw)
+    if isinstance(upload, str):
+        return _error(400, upload, _UPLOAD_HINT)
+    data, password = upload
+    try:
+        credential = ServerCredential.from_pkcs12(data, password, source="$.pkcs12")
+        swappable.replace(credential)
+    except PkiError as exc:
+        return _error(400, str(exc), _UPLOAD_HINT)
+    summary = credential.summary()
+    logger.info(
+        "the %s port's certificate was replaced by an upload: %s, serial %s, valid until %s",
+        name,
+        summary["subject"],
+        summary["serial"],
+        summary["not_after"],
+    )
+    return web.json_response(port_json(tls, name))
+
+
 def push_path(sentry: Sentry) -> str:
     """The path of the push receiver (append it to the admin URL)."""
     return PUSH_PREFIX + sentry.push_secret
 
 
 def make_admin_app(
-    sentry: Sentry, *, admin_token: str, metrics: Metrics, lockout: Lockout | None = None
+    sentry: Sentry,
+    *,
+    admin_token: str,
+    metrics: Metrics,
+    lockout: Lockout | None = None,
+    tls: SentryTls | None = None,
 ) -> web.Application:
     """The admin app over a running gatekeeper (its lifecycle belongs to the device app).
+    ``tls``: the gatekeeper's TLS, for Certificate Mgmt (None: both ports plain).
 
     Every route but the push needs the admin token (``labauth.admin_guard``: constant time,
     3 wrong tokens lock the client out for 15 minutes on the gatekeeper's clock); ``lockout``
@@ -293,6 +430,7 @@ def make_admin_app(
     app[SENTRY] = sentry
     app[ADMIN_TOKEN] = admin_token
     app[METRICS] = metrics
+    app[TLS] = tls if tls is not None else SentryTls()
     app.router.add_get("/api/devices", list_devices)
     app.router.add_get("/api/devices/{user}/{device_id}", explain_device)
     app.router.add_get("/api/stats", get_stats)
@@ -300,4 +438,7 @@ def make_admin_app(
     app.router.add_get("/api/events/stream", event_stream)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_post(PUSH_PREFIX + "{secret}", receive_push)
+    app.router.add_get("/api/v1/certificates", list_certificates)
+    app.router.add_get("/api/v1/certificates/{port}", get_certificate)
+    app.router.add_put("/api/v1/certificates/{port}", put_certificate)
     return app

@@ -11,6 +11,11 @@ so start the device app first and stop it last, then tell the gatekeeper its pus
 (``Sentry.set_push_url(admin_url + admin.push_path(sentry))``): ``scenarios.cli_sentry.serve``
 does exactly that, and with ``sentry.fast_lane`` it puts the device app on an internal loopback
 port behind the fast lane (``sentry_sim.lane``), which takes the device port.
+
+With ``tls`` (``sentry_sim.tls.SentryTls``) the admin app serves the Certificate Mgmt routes,
+and when the device port asks for client certificates the device app checks each request
+against its connection's certificate (``CLIENT_CHECK``, a middleware after the error one; the
+fast lane gets the same check from ``app[CLIENT_CHECK]``).
 """
 
 from __future__ import annotations
@@ -27,12 +32,15 @@ from sentry_sim.events import EventBus
 from sentry_sim.handlers import SENTRY, activesync, error_middleware
 from sentry_sim.metrics import Metrics
 from sentry_sim.service import Sentry
+from sentry_sim.tls import ClientCheck, SentryTls
 from simclock import Clock, SystemClock
 
 #: The admin app that belongs to a device-facing app.
 ADMIN_APP: Final = web.AppKey("admin_app", web.Application)
 #: The admin token of the admin app.
 TOKEN: Final = web.AppKey("token", str)
+#: The device port's mutual-TLS check (absent when client certificates are off).
+CLIENT_CHECK: Final = web.AppKey("client_check", ClientCheck)
 
 
 def make_app(
@@ -44,9 +52,11 @@ def make_app(
     admin_token: str | None = None,
     bus: EventBus | None = None,
     policy_key_secret: str | None = None,
+    tls: SentryTls | None = None,
 ) -> web.Application:
     """The device-facing app of a gatekeeper in front of ``upstream_url``, asking ``uem_url``
-    (``policy_key_secret``: see ``Sentry.create``)."""
+    (``policy_key_secret``: see ``Sentry.create``; ``tls``: the module docstring). The
+    listeners are not started here: ``scenarios.cli_sentry.serve`` gives them the contexts."""
     sentry = Sentry.create(
         config,
         upstream_url=upstream_url,
@@ -54,15 +64,20 @@ def make_app(
         clock=clock or SystemClock(),
         bus=bus,
         policy_key_secret=policy_key_secret,
+        client_tls=None if tls is None else tls.outgoing_context(),
     )
     metrics = Metrics()
     sentry.bus.subscribe(metrics.observe)
     token = admin_token or secrets.token_urlsafe(24)
-    app = web.Application(middlewares=[error_middleware])
+    check = None if tls is None else tls.client_check(sentry)
+    middlewares = [error_middleware] if check is None else [error_middleware, check.middleware()]
+    app = web.Application(middlewares=middlewares)
     app[SENTRY] = sentry
     app[METRICS] = metrics
     app[TOKEN] = token
-    app[ADMIN_APP] = make_admin_app(sentry, admin_token=token, metrics=metrics)
+    if check is not None:
+        app[CLIENT_CHECK] = check
+    app[ADMIN_APP] = make_admin_app(sentry, admin_token=token, metrics=metrics, tls=tls)
     # Every path reaches the handler: the EAS path is matched case-insensitively there, like
     # IIS, and anything else gets the request-line parser's 404.
     app.router.add_route("*", "/{tail:.*}", activesync)

@@ -30,6 +30,30 @@ Recognised keys (all optional)::
       hot_path_events: true | false             (true: hot-path requests emit their events)
       workers: int >= 1                         (1; more: SO_REUSEPORT worker processes, each
                                                  with its own cache; `sentry-sim sentry` only)
+      tls:                                      (docs/tls.md, "Gatekeeper TLS")
+        device:                                 the device port (what phones connect to)
+          enabled: true | false                 (false: plain HTTP)
+          min_version: "1.2" | "1.3"            ("1.2"; 1.0 and 1.1 are refused, RFC 8996)
+          max_version: null | "1.2" | "1.3"     (null: the newest the ssl module speaks)
+          ciphers: null | OpenSSL cipher string (null: Python's defaults; TLS 1.2 suites only,
+                                                 TLS 1.3 suites are not configurable)
+          certificate: null                     (null: the lab supplies one from its CA)
+            | {pkcs12: path, password_env: ENVVAR}  (password_env optional: the variable
+                                                     holding the PKCS#12 password)
+            | {cert_chain: path, key: path}     (PEM: leaf first, then its CAs; unencrypted key)
+          client_certificates: off | optional | required   (off: mutual TLS not asked for)
+          client_ca: path | null                (PEM roots device certificates must chain to;
+                                                 null: the lab's root)
+        admin:                                  the admin port (and the UEM push receiver):
+                                                 the same keys but client_certificates/client_ca
+        trust: path | null                      (PEM roots the gatekeeper trusts for its own
+                                                 calls to the UEM and an https upstream;
+                                                 null: the system store)
+
+Certificate paths are kept as written; a relative one is read relative to ``base_dir`` when
+``from_mapping`` is given one (``sentry-sim sentry --config`` gives the config file's folder),
+else to the working directory. This module only checks their shape: ``sentry_sim.tls`` reads
+the files and reports a missing or unreadable one with the same file-and-key message.
 """
 
 from __future__ import annotations
@@ -37,12 +61,15 @@ from __future__ import annotations
 import enum
 import json
 import math
+import os
 import re
+import ssl
 from collections.abc import Mapping
 from typing import Any, Final, TypeVar
 
 import attrs
 
+from labpki import ClientCertMode
 from sentry_sim.gate import PolicyMode, Unreachable
 
 
@@ -63,6 +90,68 @@ class BlockedResponse(enum.Enum):
     EAS = "eas"
     #: Plain HTTP 403 with an empty body at every version.
     HTTP403 = "http403"
+
+
+#: ``min_version``/``max_version`` values and the versions they name.
+TLS_VERSIONS: Final[Mapping[str, ssl.TLSVersion]] = {
+    "1.2": ssl.TLSVersion.TLSv1_2,
+    "1.3": ssl.TLSVersion.TLSv1_3,
+}
+#: Spellings of the versions RFC 8996 deprecated: refused with their own message.
+_OLD_TLS: Final = frozenset({"1", "1.0", "1.1", "tlsv1", "tlsv1.0", "tlsv1.1", "ssl3", "sslv3"})
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+@attrs.frozen
+class Pkcs12File:
+    """A PKCS#12 file (certificate, key, chain) and the environment variable with its password
+    (None: no password, or the empty one)."""
+
+    path: str
+    password_env: str | None = None
+
+
+@attrs.frozen
+class PemFiles:
+    """A PEM certificate chain (leaf first) and its unencrypted PEM private key."""
+
+    cert_chain: str
+    key: str
+
+
+@attrs.frozen(kw_only=True)
+class PortTls:
+    """TLS of one listening port (``sentry.tls.device`` or ``sentry.tls.admin``)."""
+
+    enabled: bool = False
+    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
+    #: None: the newest version the ssl module speaks.
+    max_version: ssl.TLSVersion | None = None
+    #: OpenSSL cipher string for TLS 1.2 (None: Python's defaults).
+    ciphers: str | None = None
+    #: None: the lab supplies a certificate from its CA (``SentryTls.from_config``).
+    certificate: Pkcs12File | PemFiles | None = None
+    #: Mutual TLS (device port only).
+    client_certificates: ClientCertMode = ClientCertMode.OFF
+    #: PEM roots client certificates must chain to (None: the lab's root).
+    client_ca: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class TlsConfig:
+    """``sentry.tls``: both ports and the roots trusted for the gatekeeper's own calls."""
+
+    device: PortTls = PortTls()
+    admin: PortTls = PortTls()
+    #: PEM roots for calls to the UEM and an https upstream (None: the system store).
+    trust: str | None = None
+    #: The config file's name, for the messages about the files above (``sentry_sim.tls``);
+    #: not part of equality: the same settings read from two files are the same settings.
+    source: str = attrs.field(default="config", eq=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.device.enabled or self.admin.enabled
 
 
 #: The temporary default ActiveSync policy a device gets while the UEM is unreachable
@@ -123,13 +212,18 @@ class SentryConfig:
     hot_path_events: bool = True
     #: Worker processes sharing the device port (SO_REUSEPORT), each its own gatekeeper.
     workers: int = 1
+    #: Device and admin port TLS (off by default), and the trust for outgoing calls.
+    tls: TlsConfig = TlsConfig()
 
     @classmethod
-    def from_mapping(cls, mapping: object, source: str = "config") -> SentryConfig:
-        """Read the ``sentry:`` section; ``source`` names the file in error messages."""
+    def from_mapping(
+        cls, mapping: object, source: str = "config", *, base_dir: str | None = None
+    ) -> SentryConfig:
+        """Read the ``sentry:`` section; ``source`` names the file in error messages and
+        ``base_dir`` is where relative certificate paths start (module docstring)."""
         if mapping is None:
-            return cls()
-        r = _Reader(source)
+            return cls(tls=TlsConfig(source=source))
+        r = _Reader(source, base_dir)
         section = r.mapping(mapping, "sentry")
         known = {f.name for f in attrs.fields(cls)}
         for key in section:
@@ -173,12 +267,14 @@ class SentryConfig:
             fast_lane=r.boolean(section, "fast_lane", d.fast_lane),
             hot_path_events=r.boolean(section, "hot_path_events", d.hot_path_events),
             workers=r.count(section, "workers", d.workers, most=MAX_WORKERS),
+            tls=r.tls(section.get("tls")),
         )
 
 
 @attrs.frozen
 class _Reader:
     source: str
+    base_dir: str | None = None
 
     def fail(self, path: str, problem: str) -> ConfigError:
         return ConfigError(self.source, path, problem)
@@ -288,3 +384,149 @@ class _Reader:
                 raise self.fail(where, f"expected a string, integer or boolean, got {_show(value)}")
             out[name] = value
         return out
+
+    # -- sentry.tls --------------------------------------------------------------------------
+    def tls(self, value: object) -> TlsConfig:
+        if value is None:
+            return TlsConfig(source=self.source)
+        section = self.mapping(value, "sentry.tls")
+        self.only(section, "sentry.tls", ("admin", "device", "trust"))
+        return TlsConfig(
+            device=self.port_tls(section.get("device"), "sentry.tls.device", device=True),
+            admin=self.port_tls(section.get("admin"), "sentry.tls.admin", device=False),
+            trust=self.path(section.get("trust"), "sentry.tls.trust"),
+            source=self.source,
+        )
+
+    def only(self, section: Mapping[str, Any], where: str, known: tuple[str, ...]) -> None:
+        for key in section:
+            if key not in known:
+                raise self.fail(
+                    f"{where}.{key}", f"unknown setting; expected one of {', '.join(known)}"
+                )
+
+    def port_tls(self, value: object, where: str, *, device: bool) -> PortTls:
+        if value is None:
+            return PortTls()
+        section = self.mapping(value, where)
+        keys: tuple[str, ...] = ("enabled", "min_version", "max_version", "ciphers", "certificate")
+        if device:
+            keys += ("client_certificates", "client_ca")
+        for key in ("client_certificates", "client_ca"):
+            if not device and key in section:
+                raise self.fail(
+                    f"{where}.{key}",
+                    "only the device port asks for client certificates (sentry.tls.device)",
+                )
+        self.only(section, where, keys)
+        enabled = section.get("enabled", False)
+        if not isinstance(enabled, bool):
+            raise self.fail(f"{where}.enabled", f"expected true or false, got {_show(enabled)}")
+        low = self.tls_version(section.get("min_version", "1.2"), f"{where}.min_version")
+        high = None
+        if section.get("max_version") is not None:
+            high = self.tls_version(section["max_version"], f"{where}.max_version")
+            if high < low:
+                raise self.fail(
+                    f"{where}.max_version",
+                    f"expected a version >= min_version ({tls_version_text(low)}), "
+                    f"got {tls_version_text(high)}",
+                )
+        mode = self.client_mode(section.get("client_certificates"), f"{where}.client_certificates")
+        return PortTls(
+            enabled=enabled,
+            min_version=low,
+            max_version=high,
+            ciphers=self.ciphers(section.get("ciphers"), f"{where}.ciphers"),
+            certificate=self.certificate(section.get("certificate"), f"{where}.certificate"),
+            client_certificates=mode,
+            client_ca=self.path(section.get("client_ca"), f"{where}.client_ca"),
+        )
+
+    def tls_version(self, value: object, where: str) -> ssl.TLSVersion:
+        # YAML reads an unquoted 1.2 as a number: accept it as the text it was meant to be.
+        text = str(value).strip().lower() if isinstance(value, str | float) else None
+        if text is not None:
+            text = text.removeprefix("tlsv").removeprefix("tls ").removeprefix("tls")
+            if text in TLS_VERSIONS:
+                return TLS_VERSIONS[text]
+            if text in _OLD_TLS or f"tlsv{text}" in _OLD_TLS:
+                raise self.fail(
+                    where,
+                    f"TLS {text} is refused: TLS 1.0 and 1.1 are deprecated (RFC 8996); "
+                    'expected "1.2" or "1.3"',
+                )
+        if isinstance(value, int) and not isinstance(value, bool) and value == 1:
+            raise self.fail(where, 'TLS 1.0 is refused (RFC 8996); expected "1.2" or "1.3"')
+        raise self.fail(where, f'expected "1.2" or "1.3", got {_show(value)}')
+
+    def ciphers(self, value: object, where: str) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip() or len(value) > 2048:
+            raise self.fail(where, f"expected an OpenSSL cipher string, got {_show(value)}")
+        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            probe.set_ciphers(value)
+        except ssl.SSLError:
+            raise self.fail(
+                where,
+                f"no cipher matches {_show(value)} (an OpenSSL cipher list such as "
+                '"ECDHE+AESGCM:ECDHE+CHACHA20")',
+            ) from None
+        return value
+
+    def client_mode(self, value: object, where: str) -> ClientCertMode:
+        if value is None or value is False:
+            # YAML 1.1 reads an unquoted off as false.
+            return ClientCertMode.OFF
+        for member in ClientCertMode:
+            if value == member.value:
+                return member
+        raise self.fail(where, f"expected off, optional or required, got {_show(value)}")
+
+    def certificate(self, value: object, where: str) -> Pkcs12File | PemFiles | None:
+        if value is None:
+            return None
+        section = self.mapping(value, where)
+        if "pkcs12" in section:
+            self.only(section, where, ("pkcs12", "password_env"))
+            env = section.get("password_env")
+            if env is not None and not (isinstance(env, str) and _ENV_NAME.fullmatch(env)):
+                raise self.fail(
+                    f"{where}.password_env",
+                    f"expected the name of an environment variable, got {_show(env)}",
+                )
+            return Pkcs12File(self.required_path(section, "pkcs12", where), env)
+        if "cert_chain" in section or "key" in section:
+            self.only(section, where, ("cert_chain", "key"))
+            return PemFiles(
+                self.required_path(section, "cert_chain", where),
+                self.required_path(section, "key", where),
+            )
+        raise self.fail(
+            where,
+            "expected {pkcs12: path, password_env: VARIABLE} or {cert_chain: path, key: path}, "
+            f"got {_show(value)}",
+        )
+
+    def required_path(self, section: Mapping[str, Any], key: str, where: str) -> str:
+        if section.get(key) is None:
+            raise self.fail(f"{where}.{key}", "expected a file path, got nothing")
+        path = self.path(section[key], f"{where}.{key}")
+        assert path is not None
+        return path
+
+    def path(self, value: object, where: str) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip() or len(value) > 4096:
+            raise self.fail(where, f"expected a file path, got {_show(value)}")
+        if self.base_dir is not None and not os.path.isabs(value):
+            return os.path.join(self.base_dir, value)
+        return value
+
+
+def tls_version_text(version: ssl.TLSVersion) -> str:
+    """``"1.2"`` or ``"1.3"``: how the config (and the admin API) names a TLS version."""
+    return next(text for text, v in TLS_VERSIONS.items() if v is version)

@@ -87,6 +87,7 @@ from sentry_sim.lane.wire import (
     without_named,
 )
 from sentry_sim.service import Sentry
+from sentry_sim.tls import REASON_HEADER, ClientCheck, Peer
 from sentry_sim.upstream_policy import HTTP_RETRY_WITH_PROVISION, MAX_DEMAND_BODY, is_demand
 
 #: Longest request target (aiohttp's and nginx's default line limit is about 8 KiB).
@@ -227,7 +228,18 @@ class Exchange:
                 return
             if self.http11 and not self.req_done:
                 device.out.append(CONTINUE)
+        peer = device.peer
+        if peer is not None:
+            # Mutual TLS: a certificate for another user or device is refused before any
+            # verdict; requests whose identity the lane cannot read go to the full path with
+            # the connection's identity (``_full_path_head``), which checks them there.
+            line = device.memo.read(self.target, self.version, self.authorization)
+            refusal = None if line is None else peer.refuse(line.key, line.command)
+            if refusal is not None:
+                self.answer_here(403, refusal, ((REASON_HEADER, refusal),))
+                return
         verdict = None
+        now = lane.clock.now()
         if lane.fast:
             memo = device.memo
             verdict = lane.hot.admit(
@@ -236,7 +248,7 @@ class Exchange:
                 self.policy_key,
                 None if self.chunked else self.content_length,
                 memo,
-                lane.clock.now(),
+                now,
             )
         if verdict is not None:
             self.verdict = verdict
@@ -247,19 +259,27 @@ class Exchange:
                 verdict.policy_key,
             )
             if lane.events:
-                self.request_id = next_request_id()
-                lane.emit(
-                    RequestReceived(
-                        at=lane.clock.now(),
-                        request_id=self.request_id,
-                        record=verdict.key,
-                        command=verdict.command,
-                        protocol_version=(self.version or b"").decode("latin-1"),
+                self.request_id = request_id = next_request_id()
+                version = (self.version or b"").decode("latin-1")
+                bus = lane.bus
+                if bus.quiet:
+                    # Only the metrics listen: the event is kept unbuilt (EventBus.defer).
+                    bus.defer(
+                        (RequestReceived, now, request_id, verdict.key, verdict.command, version)
                     )
-                )
+                else:
+                    bus.emit(
+                        RequestReceived(
+                            at=now,
+                            request_id=request_id,
+                            record=verdict.key,
+                            command=verdict.command,
+                            protocol_version=version,
+                        )
+                    )
         else:
             pool = lane.slow
-            head = self._head(self.target, self.host, KEEP)
+            head = self._full_path_head()
         self.pool = pool
         self.head_len = len(head)
         self.up_out.insert(0, head)
@@ -285,6 +305,13 @@ class Exchange:
         del pieces[: len(first)]
         del pieces[len(pieces) - len(last) :]
         return head
+
+    def _full_path_head(self) -> bytes:
+        """The head for the full path: as the device sent it, plus the connection's client
+        identity when mutual TLS is on (``sentry_sim.tls``: the full path checks it)."""
+        head = self._head(self.target, self.host, KEEP)
+        peer = self.device.peer
+        return head if peer is None else head[:-2] + peer.handoff + CRLF
 
     def request_body(self, data: bytes) -> None:
         if self.done:
@@ -355,7 +382,7 @@ class Exchange:
             return
         self.interim = False
         self.status = status
-        self.up_keep_alive = bool(conn.parser.should_keep_alive())
+        self.up_keep_alive = conn.keep_alive
         head_request = self.method == b"HEAD"
         self.no_body = head_request or status in _NO_BODY_STATUSES
         if self.verdict is not None and self.device.lane.uem and _maybe_demand(conn):
@@ -394,15 +421,30 @@ class Exchange:
             lane = self.device.lane
             lane.forwarded += 1
             if lane.events:
-                lane.emit(
-                    RequestForwarded(
-                        at=lane.clock.now(),
-                        request_id=self.request_id,
-                        record=verdict.key,
-                        command=verdict.command,
-                        upstream_status=self.status,
+                bus = lane.bus
+                if bus.quiet:
+                    bus.defer(
+                        (
+                            RequestForwarded,
+                            lane.clock.now(),
+                            self.request_id,
+                            verdict.key,
+                            verdict.command,
+                            self.status,
+                        )
                     )
-                )
+                else:
+                    bus.emit(
+                        RequestForwarded(
+                            at=lane.clock.now(),
+                            request_id=self.request_id,
+                            record=verdict.key,
+                            command=verdict.command,
+                            upstream_status=self.status,
+                        )
+                    )
+            else:
+                lane.unannounced += 1
 
     def upstream_body(self, data: bytes) -> None:
         if self.interim or self.done:
@@ -532,7 +574,7 @@ class Exchange:
         self.verdict = None
         self.status = 0
         self.no_body = False
-        head = self._head(self.target, self.host, KEEP)
+        head = self._full_path_head()
         self.sent = []
         self.sent_size = 0
         self.head_len = len(head)
@@ -577,6 +619,7 @@ class DeviceConnection(asyncio.Protocol):
         "out",
         "parser",
         "pauses",
+        "peer",
         "queue",
         "transport",
         "write_paused",
@@ -598,12 +641,17 @@ class DeviceConnection(asyncio.Protocol):
         self.failed: bytes | None = None
         self.last_active = 0.0
         self.memo = ConnectionMemo()
+        #: Mutual TLS on: the client identity of this connection (``sentry_sim.tls``).
+        self.peer: Peer | None = None
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.lane.connections.add(self)
+        if self.lane.peers is not None:
+            # Called once the TLS handshake is done: the verified certificate is known.
+            self.peer = self.lane.peers.peer(transport)
         self.last_active = self.lane.loop.time()
 
     def data_received(self, data: bytes) -> None:
@@ -837,19 +885,34 @@ class Lane:
         self.events = events
         #: False sends every request to the full path (to compare, or to debug a device).
         self.fast = True
+        self.bus = sentry.bus
         #: Requests answered by the hot path (counted whether or not events are emitted).
         self.forwarded = 0
+        #: Of those, forwarded while ``events`` was off: no RequestForwarded was emitted, so
+        #: the bus tallies them for the metrics (``EventBus.add_tally``).
+        self.unannounced = 0
+        sentry.bus.add_tally(RequestForwarded, lambda: self.unannounced)
         self.connections: set[DeviceConnection] = set()
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.port = 0
+        #: Mutual TLS on the device port: the check of each connection's certificate.
+        self.peers: ClientCheck | None = None
 
     def emit(self, event: RequestReceived | RequestForwarded | UpstreamFailed) -> None:
         self.sentry.bus.emit(event)
 
-    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> int:
-        """Listen on ``host:port`` (0: a free port); returns the port."""
+    async def start(
+        self,
+        host: str,
+        port: int,
+        *,
+        reuse_port: bool = False,
+        ssl: ssl.SSLContext | None = None,
+    ) -> int:
+        """Listen on ``host:port`` (0: a free port), with TLS when ``ssl`` is given (device
+        connections only: the hop to the full path stays plain loopback); returns the port."""
         loop = asyncio.get_running_loop()
         self.loop = loop
         self.upstream.clock = self.slow.clock = loop.time
@@ -860,6 +923,7 @@ class Lane:
             reuse_address=True,
             reuse_port=reuse_port or None,
             backlog=1024,
+            ssl=ssl,
         )
         sockets = self._server.sockets
         self.port = int(sockets[0].getsockname()[1]) if sockets else port
@@ -926,9 +990,13 @@ async def start_lane(
     reuse_port: bool = False,
     upstream_tls: ssl.SSLContext | None = None,
     events: bool = True,
+    ssl: ssl.SSLContext | None = None,
+    client_check: ClientCheck | None = None,
 ) -> Lane:
     """Start the fast lane of ``sentry`` on ``host:port``: the hot path to ``upstream_url``,
-    everything else to the full path (the aiohttp device app) at ``full_path_url``."""
+    everything else to the full path (the aiohttp device app) at ``full_path_url``. ``ssl``
+    makes the device port TLS (``labpki.SwappableServerContext.context``); ``client_check``
+    is its mutual-TLS check (``sentry_sim.tls``)."""
     timeout = sentry.config.upstream_connect_timeout_s
     lane = Lane(
         sentry,
@@ -936,7 +1004,8 @@ async def start_lane(
         slow=pool_for(full_path_url, connect_timeout_s=timeout),
         events=events,
     )
-    await lane.start(host, port, reuse_port=reuse_port)
+    lane.peers = client_check
+    await lane.start(host, port, reuse_port=reuse_port, ssl=ssl)
     return lane
 
 

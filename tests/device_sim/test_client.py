@@ -63,6 +63,7 @@ from device_sim.client import (
     Step,
     Sync,
     UsageError,
+    next_state,
 )
 from device_sim.wire import HttpResponse, QueryForm, Quirk
 
@@ -464,7 +465,7 @@ def test_other_global_status_fails_the_step_naming_it() -> None:
 def test_illegal_transition_names_state_and_event() -> None:
     client = DeviceClient(identity())
     with pytest.raises(IllegalTransition, match=r"FINAL_KEY_RECEIVED .* NEW"):
-        client._fire(Event.FINAL_KEY_RECEIVED)
+        next_state(client.state, Event.FINAL_KEY_RECEIVED)
 
 
 def test_begin_while_a_step_is_in_flight_is_a_usage_error() -> None:

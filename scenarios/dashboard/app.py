@@ -14,14 +14,20 @@ that holds a digest of the token (never the token itself); scripts may send
 ``Authorization: Bearer TOKEN`` instead. Every POST under ``/api/`` must also carry the header
 ``X-Sentry-Sim-Dashboard: 1`` and, when the browser sends an ``Origin``, come from the page's own
 origin: a form or script on another site can neither set that header without a CORS preflight
-(which this app never grants) nor read any answer.
+(which this app never grants) nor read any answer. Wrong tokens (``?token=``, the login form,
+a Bearer header) count against the client address in a ``labauth.Lockout``, as on the admin
+APIs: 3 wrong ones within 15 minutes lock that address out of the whole dashboard for 15
+minutes (HTTP 429 with Retry-After, even with the right token), on the lab's clock. A missing
+token or a stale cookie (left by an earlier lab on the same port) is not a guess and does not
+count.
 
 Theory of operation: a ``Hub`` subscribes to the gatekeeper's and the UEM's event buses and
 folds each event into the pure ``FlowModel``; each resulting update goes to every connected
 stream's bounded queue (a client that falls behind is dropped and its browser reconnects to a
 fresh state). Events also wake a refresher that, coalescing bursts, reads the gatekeeper's list
 in-process and the UEM's view over its admin API (the UEM may be down: the last view is kept
-and marked stale). Phones started from the page run as background tasks, one at a time per
+and marked stale); its outgoing TLS views only after a UEM TLS event or a control
+(``tls_panel``). Phones started from the page run as background tasks, one at a time per
 device, with an optional real-time pause between their steps (slow motion).
 """
 
@@ -43,16 +49,19 @@ from aiohttp import web
 from device_sim.client import DeviceState, FolderSync, Halt, Provision, StepResult, Sync
 from device_sim.client import Step as DeviceStep
 from device_sim.shell import DeviceRunner, TransportError
+from labauth import Locked, Lockout, LockoutPolicy, presented_token, token_matches
+from labauth.middleware import client_of
 from scenarios.dashboard import controls
 from scenarios.dashboard.controls import ControlError
 from scenarios.dashboard.export import to_jaeger, to_mermaid
 from scenarios.dashboard.model import LANE_TITLES, LANES, FlowModel, Update
+from scenarios.dashboard.tls_panel import OutgoingTlsFeed
 from scenarios.flow import FIRST_CONTACT, STEP_TITLES
 from scenarios.lab import DEVICE_TYPES, Lab, LabError
 from sentry_sim.admin import record_json
 from sentry_sim.device_list import record_key
 from sentry_sim.events import Event as SentryEvent
-from simclock import ManualClock
+from simclock import Clock, ManualClock
 from uem_sim.events import Event as UemEvent
 
 logger = logging.getLogger(__name__)
@@ -105,6 +114,8 @@ class Hub:
     model: FlowModel = attrs.field(factory=FlowModel)
     #: Real seconds a phone pauses between its steps (0: no slow motion).
     slow_s: float = 0.0
+    #: The Outgoing TLS panel (``tls_panel``): re-read after UEM TLS events and controls.
+    outgoing_tls: OutgoingTlsFeed = attrs.field(factory=OutgoingTlsFeed)
     _clients: set[_Client] = attrs.field(factory=set)
     _runners: dict[str, DeviceRunner] = attrs.field(factory=dict)
     _locks: dict[str, asyncio.Lock] = attrs.field(factory=dict)
@@ -149,6 +160,7 @@ class Hub:
         self._send(self.model.take_sentry(event.to_json()))
 
     def _on_uem(self, event: UemEvent) -> None:
+        self.outgoing_tls.saw(type(event).__name__)
         self._send(self.model.take_uem(event.to_dict()))
 
     def _send(self, update: Update) -> None:
@@ -198,10 +210,12 @@ class Hub:
             self.broadcast({"type": "views", **views})
 
     async def views(self) -> dict[str, Any]:
-        """The gatekeeper's device list, the UEM's view and the lab's status, read now."""
+        """The gatekeeper's device list, the UEM's views (ActiveSync devices, outgoing TLS)
+        and the lab's status, read now."""
         return {
             "devices": self.sentry_devices(),
             "uem": await self.uem_view(),
+            "outgoing_tls": await self.outgoing_tls.read(self.lab),
             "status": self.status(),
         }
 
@@ -347,6 +361,7 @@ class Hub:
 
     def refresh(self) -> None:
         """Read the views again soon (after a control changed the lab)."""
+        self.outgoing_tls.mark()
         self._wake.set()
 
     def note(self, key: str, kind: str, text: str) -> None:
@@ -356,20 +371,58 @@ class Hub:
 
 HUB: Final = web.AppKey("dashboard_hub", Hub)
 TOKEN: Final = web.AppKey("dashboard_token", str)
+#: Failed token attempts per client address (``labauth``; 3 in 15 minutes lock for 15).
+LOCKOUT: Final = web.AppKey("dashboard_lockout", Lockout)
+#: The clock the lockout reads (the lab's: a virtual clock unlocks when it is advanced).
+AUTH_CLOCK: Final = web.AppKey("dashboard_auth_clock", Clock)
 
 
 # --- access -----------------------------------------------------------------------------------
 
 
-def _authorised(request: web.Request) -> bool:
-    token = request.app[TOKEN]
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer ") and hmac.compare_digest(
-        header[7:].encode("utf-8"), token.encode("utf-8")
-    ):
+def _locked(request: web.Request) -> Locked | None:
+    """The client's lock, or None while it may try a token."""
+    return request.app[LOCKOUT].locked(client_of(request), request.app[AUTH_CLOCK].now())
+
+
+def _token_given(request: web.Request, given: str) -> bool:
+    """Whether ``given`` is the lab's token; a wrong one counts against the client (and the
+    log names the client and the count, never what was presented)."""
+    lockout = request.app[LOCKOUT]
+    client = client_of(request)
+    if token_matches(given, request.app[TOKEN]):
+        lockout.succeeded(client)
         return True
+    failure = lockout.failed(client, request.app[AUTH_CLOCK].now())
+    logger.warning(
+        "dashboard: wrong admin token from %s on %s %s (%d of %d)%s",
+        client,
+        request.method,
+        request.path,
+        failure.failures,
+        failure.max_failures,
+        "" if failure.locked is None else f"; locked out for {failure.locked.retry_after_s} s",
+    )
+    return False
+
+
+def _authorised(request: web.Request) -> bool:
+    """A right Bearer token (a wrong one counts as a failed attempt) or the session cookie."""
+    presented = presented_token(request)
+    if presented is not None:
+        return _token_given(request, presented)
     cookie = request.cookies.get(cookie_name(request.url.port), "")
-    return hmac.compare_digest(cookie.encode("utf-8"), _session_digest(token).encode("utf-8"))
+    digest = _session_digest(request.app[TOKEN])
+    return hmac.compare_digest(cookie.encode("utf-8"), digest.encode("utf-8"))
+
+
+def _lock_message(request: web.Request, lock: Locked) -> str:
+    policy = request.app[LOCKOUT].policy
+    return (
+        f"too many wrong admin tokens from {client_of(request)}: locked out for "
+        f"{lock.retry_after_s} more seconds ({policy.max_failures} wrong tokens lock a client "
+        f"for {policy.lock_s:g} s)"
+    )
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -385,6 +438,20 @@ async def guard(
 ) -> web.StreamResponse:
     """Token for everything under /api/; the control header and same origin for its POSTs."""
     path = request.path
+    lock = _locked(request) if path.startswith("/api/") or path in ("/", "/login") else None
+    if lock is not None:
+        # Locked: refused whatever it presents, the right token included (docs/security.md).
+        retry = {"Retry-After": str(lock.retry_after_s)}
+        if path.startswith("/api/"):
+            error = ControlError(
+                _lock_message(request, lock),
+                hint=f"wait {lock.retry_after_s} s (Retry-After), then use the right token",
+                status=429,
+            )
+            return web.json_response(error.to_json(), status=429, headers=retry)
+        response = _login(_lock_message(request, lock) + ".", 429)
+        response.headers.update(retry)
+        return response
     if path.startswith("/api/"):
         if not _authorised(request):
             return _error(
@@ -459,7 +526,7 @@ def _signed_in(request: web.Request) -> web.Response:
 async def page(request: web.Request) -> web.StreamResponse:
     given = request.query.get("token")
     if given is not None:
-        if hmac.compare_digest(given.encode("utf-8"), request.app[TOKEN].encode("utf-8")):
+        if _token_given(request, given):
             # Set the cookie and drop the token from the address bar (and the history).
             return _signed_in(request)
         return _login("That token is not this lab's admin token.", 401)
@@ -471,9 +538,7 @@ async def page(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     given = form.get("token")
-    if isinstance(given, str) and hmac.compare_digest(
-        given.encode("utf-8"), request.app[TOKEN].encode("utf-8")
-    ):
+    if isinstance(given, str) and given and _token_given(request, given):
         return _signed_in(request)
     return _login("That token is not this lab's admin token.", 401)
 
@@ -649,6 +714,15 @@ async def advance_clock(request: web.Request) -> web.Response:
     return web.json_response({"now": clock.now()})
 
 
+async def reset_outgoing_tls(request: web.Request) -> web.Response:
+    """The UEM's outgoing TLS back to the default (its admin API; restarts its outgoing client)."""
+    hub = request.app[HUB]
+    hub.note("", "trainer_outgoing_tls", "trainer: reset the UEM's outgoing TLS to the default")
+    result = await hub.outgoing_tls.reset(hub.lab)
+    hub.refresh()
+    return web.json_response(result)
+
+
 async def slow_motion(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     hub.slow_s = controls.parse_slow_motion(await _body(request))
@@ -680,10 +754,15 @@ async def export_jaeger(request: web.Request) -> web.Response:
     return web.json_response(to_jaeger(key, arrows))
 
 
-def make_dashboard_app(lab: Lab) -> web.Application:
-    """The dashboard of ``lab`` (serve it on loopback; it trusts the lab's admin token)."""
+def make_dashboard_app(lab: Lab, *, lockout: Lockout | None = None) -> web.Application:
+    """The dashboard of ``lab`` (serve it on loopback; it trusts the lab's admin token).
+
+    ``lockout``: the failed-attempt table (a fresh one with the STIG defaults when None; pass
+    one to share it with another app or to set a ``LockoutPolicy``)."""
     app = web.Application(middlewares=[guard], client_max_size=controls.MAX_BODY)
     app[TOKEN] = lab.admin_token
+    app[LOCKOUT] = lockout if lockout is not None else Lockout(LockoutPolicy())
+    app[AUTH_CLOCK] = lab.clock
 
     async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         hub = Hub(lab)
@@ -714,6 +793,7 @@ def make_dashboard_app(lab: Lab) -> web.Application:
             web.get(devices + "/jaeger", export_jaeger),
             web.post("/api/uem", set_uem),
             web.post("/api/clock", advance_clock),
+            web.post("/api/outgoing-tls/reset", reset_outgoing_tls),
             web.post("/api/slow-motion", slow_motion),
         ]
     )

@@ -13,7 +13,9 @@ returns them as an ``Update`` (what the live stream sends). The mapping from an 
 arrows is a table of small functions keyed by the event's kind. The model remembers, per
 record, the UEM's last decision and the gatekeeper's last cached decision, so an arrow that
 answers (the UEM's answer, a denial) can carry the reasons, and a push that repeats what is
-already cached adds no arrow.
+already cached adds no arrow. The UEM's events about its own TLS (outgoing settings applied,
+an outgoing handshake failed, a certificate replaced) concern no record: they become log lines
+in plain words (the Outgoing TLS panel, ``tls_panel``, shows their effect).
 """
 
 from __future__ import annotations
@@ -252,7 +254,10 @@ class FlowModel:
         teller = _UEM_TELLERS.get(kind)
         if teller is not None and record:
             drafts = teller(self, record, event)
-        summary = "; ".join(d.label for d in drafts) or _generic_summary(kind, event)
+        told = _UEM_SUMMARIES.get(kind)
+        summary = "; ".join(d.label for d in drafts) or (
+            told(event) if told is not None else _generic_summary(kind, event)
+        )
         return self._add("uem", kind, event, record, summary, drafts)
 
     def take_device(self, record: str, result: Mapping[str, Any], at: float) -> Update:
@@ -556,6 +561,43 @@ _UEM_TELLERS: Final[Mapping[str, _Teller]] = {
     "DecisionChanged": _decision_changed,
     "AdminChanged": _admin_changed,
     "DeviceCheckedIn": _checked_in,
+}
+
+
+# UEM events about its own TLS concern no device record: a log line in plain words, no arrow.
+
+
+def _tls_applied(ev: Mapping[str, Any]) -> str:
+    selected = ev.get("selected")
+    count = len(selected) if isinstance(selected, list | tuple) else 0
+    policy = (
+        "the default" if ev.get("is_default") else f"{count} selected suite(s), not the default"
+    )
+    return (
+        f"outgoing TLS settings applied ({policy}): the outgoing client restarts, calls to "
+        f"gatekeepers are refused for {_g(_number(ev, 'unavailable_s'))} s and retried"
+    )
+
+
+def _tls_failed(ev: Mapping[str, Any]) -> str:
+    error = _text(ev, "error") or f"TLS handshake with {_text(ev, 'endpoint')} failed"
+    needs = ev.get("needs_disabled")
+    if isinstance(needs, list | tuple) and needs and "disabled suite" not in error:
+        error += "; it would need the disabled suite(s) " + ", ".join(str(n) for n in needs)
+    return "outgoing " + error
+
+
+def _certificate_replaced(ev: Mapping[str, Any]) -> str:
+    return (
+        f"the UEM's {_text(ev, 'port')} port now serves {_text(ev, 'subject')} "
+        f"(serial {_text(ev, 'serial')}, valid until {_text(ev, 'not_after')})"
+    )
+
+
+_UEM_SUMMARIES: Final[Mapping[str, Callable[[Mapping[str, Any]], str]]] = {
+    "OutgoingTlsApplied": _tls_applied,
+    "OutgoingTlsFailed": _tls_failed,
+    "CertificateReplaced": _certificate_replaced,
 }
 
 

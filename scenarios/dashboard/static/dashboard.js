@@ -30,7 +30,7 @@
   };
 
   const model = {
-    lanes: [], steps: {}, devices: [], uem: {}, status: {}, flows: {}, log: [],
+    lanes: [], steps: {}, devices: [], uem: {}, tls: null, status: {}, flows: {}, log: [],
     seq: 0, selected: "", shown: {}, reveal: [], revealing: false,
   };
   const $ = (id) => document.getElementById(id);
@@ -147,7 +147,8 @@
   function takeViews(data) {
     if (data.devices) model.devices = data.devices;
     if (data.uem) model.uem = data.uem;
-    if (data.status) model.status = data.status;
+    if (data.outgoing_tls) model.tls = data.outgoing_tls;
+    if (data.status) { model.status = data.status; model.statusAt = Date.now(); }
   }
 
   // Slow motion: reveal a device's new arrows one at a time so a room can follow them.
@@ -172,6 +173,7 @@
     renderStatus();
     renderSentry();
     renderUem();
+    renderTls();
     renderFlowSelect();
     renderLadder();
     renderLog();
@@ -251,6 +253,151 @@
       }
       box.append(section);
     }
+  }
+
+  // --- the Outgoing TLS panel (UEM -> gatekeepers) ----------------------------------------
+  const TLS_STATUS = {
+    ok: "✔ TLS OK",
+    failing: "✖ FAILING",
+    unused: "– no call yet",
+    plain: "⚠ plain HTTP, no TLS",
+  };
+  function dateText(at) {
+    if (!at) return "–";
+    return new Date(at * 1000).toISOString().replace("T", " ").slice(0, 16) + " UTC";
+  }
+  function durationText(seconds) {
+    const s = Math.max(0, Math.round(seconds));
+    const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+    if (d) return d + " d " + h + " h";
+    if (h) return h + " h " + m + " min";
+    if (m) return m + " min " + (s % 60) + " s";
+    return s + " s";
+  }
+  // The lab clock now: a virtual clock moves only when advanced (the page then gets a fresh
+  // status); a system clock runs on between two status messages.
+  function labNow() {
+    const s = model.status;
+    if (!s.now) return 0;
+    return s.virtual_clock ? s.now : s.now + (Date.now() - (model.statusAt || Date.now())) / 1000;
+  }
+  let tlsTimer = 0;
+  // A suite name may break after each underscore (a <wbr>), so a narrow or large-text table
+  // wraps TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 at its words, never mid-word.
+  function suiteName(name) {
+    const span = el("span", { class: "suite-name" });
+    String(name || "–").split("_").forEach((part, i) => {
+      if (i) span.append(document.createTextNode("_"), document.createElement("wbr"));
+      span.append(document.createTextNode(part));
+    });
+    return span;
+  }
+
+  function renderTls() {
+    const v = model.tls || {};
+    const head = $("tls-headline");
+    head.dataset.transport = v.transport || "unknown";
+    head.textContent = v.headline || (v.error ? "The UEM's outgoing TLS has not been read yet." : "Reading the UEM's outgoing TLS…");
+    const error = $("tls-error");
+    error.hidden = !v.error;
+    error.textContent = v.error ? v.error + (v.stale && v.headline ? " (showing the last view read)" : "") : "";
+    const restart = $("tls-restart");
+    const now = labNow();
+    const wait = v.available_at ? (now ? v.available_at - now : v.unavailable_for_s) : 0;
+    restart.hidden = !(wait > 0);
+    restart.textContent = wait > 0 ? "The outgoing client is restarting to apply new settings: calls to gatekeepers resume in " + Math.ceil(wait * 10) / 10 + " s (lab clock); failed pushes are retried." : "";
+    clearTimeout(tlsTimer);
+    if (wait > 0 && !model.status.virtual_clock) tlsTimer = setTimeout(schedule, wait * 1000 + 50);
+    if (v.is_default === undefined) {
+      $("tls-policy").textContent = "–";
+    } else {
+      const applied = v.generation ? " · applied " + v.generation + " time" + (v.generation === 1 ? "" : "s") + " since start" : "";
+      $("tls-policy").textContent = (v.is_default ? "the default" : "changed (not the default)") + applied;
+    }
+    const protocols = v.protocols || [];
+    $("tls-protocols").textContent = protocols.length ? protocols.join(", ") + " only (never 1.0/1.1; 1.3 not offered)" : "–";
+    $("tls-trust").textContent = v.trust || "–";
+    if (v.clears_at) {
+      const left = now ? v.clears_at - now : v.clears_in_s;
+      $("tls-clears").textContent = dateText(v.clears_at) + " (in " + durationText(left) + ", lab clock)";
+    } else {
+      $("tls-clears").textContent = "–";
+    }
+    renderTlsEndpoints(v.endpoints || [], v.hidden_endpoints || 0);
+    renderTlsSuites(v.suites || []);
+  }
+
+  function renderTlsEndpoints(rows, hidden) {
+    const body = $("tls-endpoints").tBodies[0];
+    const out = [];
+    for (const r of rows) {
+      const tr = el("tr", { class: "tls-" + r.status + (r.status === "failing" ? " failing" : ""), "data-endpoint": r.endpoint });
+      const first = el("th", { scope: "row" });
+      first.append(el("strong", {}, r.endpoint));
+      if (r.gatekeepers && r.gatekeepers.length) {
+        first.append(el("div", { class: "hint" }, "gatekeeper " + r.gatekeepers.join(", ")));
+      }
+      tr.append(first);
+      const status = el("td");
+      status.append(el("span", { class: "badge status-" + r.status }, TLS_STATUS[r.status] || r.status));
+      tr.append(status);
+      const called = r.status === "ok" || r.status === "failing";
+      tr.append(el("td", {}, !called ? "–" : r.sni || "none (IP address)"));
+      tr.append(el("td", {}, r.speaks_only ? "speaks only " + r.speaks_only : r.protocol || "–"));
+      const cipher = el("td", { class: "cipher" });
+      cipher.append(suiteName(r.cipher));
+      tr.append(cipher);
+      tr.append(el("td", { class: "num" }, r.calls + (r.failures ? " (" + r.failures + " failed)" : "")));
+      const last = el("td", {}, clockText(r.last_used_at));
+      if (r.last_failure_at) last.append(el("div", { class: "hint" }, "failed " + clockText(r.last_failure_at)));
+      tr.append(last);
+      out.push(tr);
+      if (r.status === "failing") {
+        const detail = el("tr", { class: "failing-detail", "data-endpoint": r.endpoint });
+        const cell = el("td", { colspan: "7" });
+        cell.append(el("div", {}, "Error: " + (r.last_error || "the TLS handshake failed")));
+        if (r.needs_disabled && r.needs_disabled.length) {
+          const needs = el("div", { class: "needs" }, "Would need the disabled suite(s): ");
+          r.needs_disabled.forEach((name, i) => {
+            if (i) needs.append(document.createTextNode(", "));
+            needs.append(suiteName(name), el("strong", { class: "marker" }, " *"));
+          });
+          cell.append(needs);
+        }
+        if (r.speaks_only) {
+          cell.append(el("div", { class: "needs" }, "It speaks only " + r.speaks_only + ", which the UEM never uses for outgoing calls (TLS 1.2 only)."));
+        }
+        detail.append(cell);
+        out.push(detail);
+      }
+    }
+    body.replaceChildren(...out);
+    const empty = $("tls-endpoints-empty");
+    empty.hidden = rows.length > 0 && !hidden;
+    empty.textContent = hidden ? hidden + " more endpoint(s) not shown (the failing ones come first)." : "No endpoint yet: the UEM has not called out this week.";
+  }
+
+  function renderTlsSuites(suites) {
+    const selected = [], disabled = [];
+    for (const s of suites) {
+      const item = el("li", { "data-suite": s.name, class: s.marker ? "marked" : "" });
+      if (s.status === "disabled") {
+        item.append(el("span", { class: "marker", "aria-hidden": s.marker ? "false" : "true" }, s.marker || ""));
+      }
+      item.append(suiteName(s.name));
+      if (s.used_by && s.used_by.length) {
+        item.append(el("span", { class: "in-use" }, " ✔ negotiated with " + s.used_by.join(", ")));
+      }
+      if (s.marker && s.needed_by && s.needed_by.length) {
+        item.append(document.createTextNode(" needed by " + s.needed_by.join(", ")));
+      }
+      if (s.default_status && s.default_status !== s.status) {
+        item.append(el("span", { class: "tag" }, s.default_status === "selected" ? "selected by default" : "disabled by default"));
+      }
+      (s.status === "selected" ? selected : disabled).push(item);
+    }
+    $("tls-selected").replaceChildren(...selected);
+    $("tls-disabled").replaceChildren(...disabled);
   }
 
   function renderFlowSelect() {
@@ -503,6 +650,10 @@
     }));
   }
 
+  function resetTls() {
+    run("the UEM's outgoing TLS is back to the default; its outgoing client restarts", api("POST", "/api/outgoing-tls/reset"));
+  }
+
   function toggleLarge(force) {
     const on = force === undefined ? !document.body.classList.contains("large") : force;
     document.body.classList.toggle("large", on);
@@ -549,6 +700,7 @@
     $("clock-form").addEventListener("submit", (ev) => { ev.preventDefault(); advanceClock(); });
     $("slow-form").addEventListener("submit", (ev) => { ev.preventDefault(); toggleSlow(); });
     $("large-toggle").addEventListener("click", () => toggleLarge());
+    $("tls-reset").addEventListener("click", resetTls);
     $("flow-select").addEventListener("change", (ev) => select(ev.target.value));
     $("log-filters").addEventListener("input", schedule);
     window.addEventListener("resize", schedule);

@@ -4,7 +4,8 @@
   (``Options``, ``Provision``, ``FolderSync``, ``Sync``, ``Ping``, ``SendMail``, ``Settings``)
   and the actions it asks of a shell (``Send``, ``Backoff``, ``Done``, ``Halt``).
 - ``wire``: ``DeviceIdentity``, ``QueryForm``, ``Quirk``, ``HttpRequest``, ``HttpResponse``.
-- ``shell``: ``DeviceRunner`` and ``AiohttpTransport``; ``fleet``: many devices at once.
+- ``shell``: ``DeviceRunner`` and ``AiohttpTransport``, and ``DeviceTls`` (https trusting only
+  a given root, optionally with a client certificate); ``fleet``: many devices at once.
 
 This package imports no other service package: it talks to servers only over HTTP.
 """
@@ -31,6 +32,7 @@ from device_sim.client import (
     StepResult,
     Sync,
 )
+from device_sim.shell import DeviceTls, TlsSetupError, TransportError
 from device_sim.wire import DeviceIdentity, HttpRequest, HttpResponse, QueryForm, Quirk
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "DeviceClient",
     "DeviceIdentity",
     "DeviceState",
+    "DeviceTls",
     "Done",
     "FolderSync",
     "Halt",
@@ -57,4 +60,6 @@ __all__ = [
     "Step",
     "StepResult",
     "Sync",
+    "TlsSetupError",
+    "TransportError",
 ]

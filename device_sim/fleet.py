@@ -9,11 +9,17 @@ Theory of operation: ``make_identities`` numbers users and device ids from templ
 ``run_fleet`` gives each identity a ``DeviceClient`` and a ``DeviceRunner`` and gathers their
 ``ScriptReport``s under a semaphore. One device's transport failure ends only that device's
 script; the fleet report counts how many succeeded, were blocked, wiped or failed.
+
+TLS: ``tls`` (a ``DeviceTls``, an ``ssl.SSLContext`` or a root PEM path) is shared by every
+device of the fleet; ``tls_for`` gives each device its own (a per-device client certificate
+for mutual TLS), and wins over ``tls`` for the devices it answers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -22,7 +28,13 @@ import attrs
 
 from activesync.versions import ProtocolVersion
 from device_sim.client import DeviceClient, DeviceState, Step, StepResult
-from device_sim.shell import DEFAULT_TIMEOUT, AiohttpTransport, DeviceRunner, ScriptReport
+from device_sim.shell import (
+    DEFAULT_TIMEOUT,
+    AiohttpTransport,
+    DeviceRunner,
+    DeviceTls,
+    ScriptReport,
+)
 from device_sim.wire import DeviceIdentity, QueryForm, Quirk
 from simclock import Clock
 
@@ -92,24 +104,30 @@ async def run_fleet(
     request_timeout: float = DEFAULT_TIMEOUT,
     on_result: Callable[[DeviceIdentity, StepResult], None] | None = None,
     session: aiohttp.ClientSession | None = None,
+    tls: DeviceTls | ssl.SSLContext | str | os.PathLike[str] | None = None,
+    tls_for: Callable[[DeviceIdentity], DeviceTls | None] | None = None,
 ) -> FleetReport:
     """Run ``steps`` on every identity against ``base_url``; at most ``concurrency`` at once.
 
     Pass ``session`` to share a pool the caller owns; otherwise one is made (its connection
-    limit is ``concurrency``) and closed before returning.
+    limit is ``concurrency``) and closed before returning. ``tls``: how every device speaks
+    https (the root it trusts); ``tls_for(identity)``: a device's own, e.g. its client
+    certificate (None: fall back to ``tls``).
     """
     if concurrency < 1:
         raise ValueError(f"concurrency: expected at least 1, got {concurrency}")
     gate = asyncio.Semaphore(concurrency)
+    shared = None if tls is None else DeviceTls.coerce(tls)
 
     async def one(http: aiohttp.ClientSession, identity: DeviceIdentity) -> ScriptReport:
         def forward(result: StepResult) -> None:
             if on_result is not None:
                 on_result(identity, result)
 
+        own = tls_for(identity) if tls_for is not None else None
         runner = DeviceRunner(
             DeviceClient(identity),
-            AiohttpTransport(http, base_url),
+            AiohttpTransport(http, base_url, tls=own or shared),
             clock,
             on_result=forward,
             request_timeout=request_timeout,

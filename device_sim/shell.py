@@ -12,16 +12,34 @@ feeds the response to ``receive()`` and follows the action (``Send``: go on; ``B
 on the clock, then resend; ``Done``: next step; ``Halt``: stop the script). A transport failure
 (connection refused, timeout, oversized body) ends the step through ``client.abandon()`` and
 stops the script with an error message that names the URL.
+
+TLS: ``DeviceTls`` is how a phone speaks https: an ``ssl.SSLContext`` that trusts only the
+root it was given (``labpki.client_context``: no system store, host names checked), like a
+device that trusts only its MDM's root, and optionally presents a client certificate for
+mutual TLS. ``DeviceTls.from_files`` reads the root PEM and the identity (PEM certificate and
+key, or PKCS#12) and names the file in every error (``TlsSetupError``). The transport passes
+the context per request, so devices with different identities can share one session (the pool
+keys connections by context). TLS failures become one-line ``TransportError`` messages: a
+server whose chain does not lead to the trusted root gives ``TLS: certificate verify failed
+for https://127.0.0.1:PORT — does --ca name the lab's root?``; a server that refuses the
+client certificate (TLS 1.3 reports that only as a closed connection) gets a hint about it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 from collections.abc import Callable, Iterable
-from typing import Final, Protocol
+from pathlib import Path
+from typing import Final, Protocol, TypeAlias
 
 import aiohttp
 import attrs
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
 from yarl import URL
 
 from device_sim.client import (
@@ -37,6 +55,7 @@ from device_sim.client import (
     StepResult,
 )
 from device_sim.wire import HttpRequest, HttpResponse
+from labpki import Issued, PkiError, PrivateKey, client_context
 from simclock import Clock
 
 #: Largest response body read (a Sync window of 100 mails fits many times over).
@@ -45,8 +64,198 @@ MAX_BODY: Final = 16 * 1024 * 1024
 DEFAULT_TIMEOUT: Final = 30.0
 
 
+#: Largest root, certificate, key or PKCS#12 file read (real ones are a few kilobytes).
+MAX_TLS_FILE: Final = 1 << 20
+#: What a device asks when the server's chain does not lead to its root (the CLI's wording).
+CA_HINT: Final = "does --ca name the lab's root?"
+#: What a device asks when a TLS server closes the connection on it (mutual TLS refused).
+CLIENT_CERT_HINT: Final = (
+    "a server that requires a client certificate closes the connection when none (or an "
+    "untrusted one) is presented: check the device's client certificate (--client-cert)"
+)
+
+
 class TransportError(Exception):
     """No usable response: connection refused, timeout, a body beyond ``MAX_BODY``."""
+
+
+class TlsSetupError(ValueError):
+    """A root, client certificate, key or PKCS#12 file that cannot be used; names the file."""
+
+
+def _read_tls_file(path: str | os.PathLike[str], what: str) -> bytes:
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as handle:
+            data = handle.read(MAX_TLS_FILE + 1)
+    except OSError as exc:
+        raise TlsSetupError(f"{name}: cannot read the {what}: {exc.strerror or exc}") from None
+    if not data:
+        raise TlsSetupError(f"{name}: the {what} file is empty")
+    if len(data) > MAX_TLS_FILE:
+        raise TlsSetupError(f"{name}: larger than {MAX_TLS_FILE} bytes; not a {what}")
+    return data
+
+
+def read_root(path: str | os.PathLike[str]) -> bytes:
+    """The PEM root certificate(s) in ``path``; ``TlsSetupError`` naming the file otherwise."""
+    data = _read_tls_file(path, "root certificate (PEM)")
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise TlsSetupError(
+            f"{os.fspath(path)}: no PEM certificate (expected -----BEGIN CERTIFICATE-----; "
+            "give the lab's root.pem)"
+        ) from None
+    return data
+
+
+_Loaded: TypeAlias = tuple[x509.Certificate, PrivateKey, list[x509.Certificate]]
+
+
+def _as_tls_key(key: object, name: str) -> PrivateKey:
+    if not isinstance(key, PrivateKey):
+        raise TlsSetupError(f"{name}: a {type(key).__name__} cannot serve TLS (EC, RSA, EdDSA)")
+    return key
+
+
+def _load_pkcs12(data: bytes, password: bytes | None, name: str) -> _Loaded:
+    try:
+        loaded = pkcs12.load_pkcs12(data, password)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        need = "wrong password or" if password else "needs a password or is"
+        raise TlsSetupError(f"{name}: {need} not a PKCS#12 file") from None
+    if loaded.cert is None or loaded.key is None:
+        raise TlsSetupError(f"{name}: the PKCS#12 file holds no certificate with its key")
+    extra = [item.certificate for item in loaded.additional_certs]
+    return loaded.cert.certificate, _as_tls_key(loaded.key, name), extra
+
+
+def _load_pem(
+    cert_data: bytes, key_data: bytes, password: bytes | None, cert_name: str, key_name: str
+) -> _Loaded:
+    try:
+        certificates = x509.load_pem_x509_certificates(cert_data)
+    except ValueError:
+        raise TlsSetupError(
+            f"{cert_name}: no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(key_data, password)
+    except TypeError:
+        raise TlsSetupError(
+            f"{key_name}: the private key is encrypted; give its password (or the other way "
+            "round: a password was given for a key that has none)"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise TlsSetupError(
+            f"{key_name}: no readable PEM private key (expected -----BEGIN PRIVATE KEY-----)"
+        ) from None
+    return certificates[0], _as_tls_key(key, key_name), certificates[1:]
+
+
+def read_identity(
+    cert: str | os.PathLike[str],
+    key: str | os.PathLike[str] | None = None,
+    *,
+    password: bytes | None = None,
+) -> Issued:
+    """A client identity for mutual TLS: a PKCS#12 file (``key`` None; ``.p12``/``.pfx``) or
+    a PEM certificate (optionally followed by its CAs) and its PEM key.
+
+    The certificates after the first are sent after it, so a server that trusts only the root
+    can build the path. ``TlsSetupError`` names the file that is wrong.
+    """
+    cert_name = os.fspath(cert)
+    data = _read_tls_file(cert, "client certificate")
+    if key is None:
+        if data.lstrip().startswith(b"-----BEGIN"):
+            raise TlsSetupError(
+                f"{cert_name}: a PEM certificate needs its key too (--client-key FILE); only a "
+                "PKCS#12 file (.p12) carries the key inside"
+            )
+        leaf, private, extra = _load_pkcs12(data, password, cert_name)
+    else:
+        key_data = _read_tls_file(key, "client key")
+        leaf, private, extra = _load_pem(data, key_data, password, cert_name, os.fspath(key))
+    mine = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    theirs = leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if mine != theirs:
+        where = cert_name if key is None else os.fspath(key)
+        raise TlsSetupError(
+            f"{where}: the private key does not belong to certificate "
+            f"{leaf.subject.rfc4514_string()}"
+        )
+    # A root in the bundle never travels: the server has it already.
+    chain = tuple(c for c in extra if c.subject != c.issuer and c != leaf)
+    return Issued(leaf, private, chain)
+
+
+@attrs.frozen
+class DeviceTls:
+    """How a device speaks https: a context trusting only one root, and the hints to give."""
+
+    #: Trusts only the given root(s), checks host names, presents the identity if any.
+    context: ssl.SSLContext
+    #: Said after ``TLS: certificate verify failed for URL —``.
+    ca_hint: str = CA_HINT
+    #: Said when a TLS server closes the connection on the device (mutual TLS refused).
+    client_hint: str = CLIENT_CERT_HINT
+
+    @classmethod
+    def from_root(
+        cls,
+        root_pem: bytes,
+        *,
+        identity: Issued | None = None,
+        ca_hint: str = CA_HINT,
+        client_hint: str = CLIENT_CERT_HINT,
+    ) -> DeviceTls:
+        """Trust only ``root_pem`` (PEM bytes); present ``identity`` for mutual TLS."""
+        try:
+            context = client_context(root_pem, identity=identity)
+        except PkiError as exc:
+            raise TlsSetupError(str(exc)) from None
+        return cls(context, ca_hint=ca_hint, client_hint=client_hint)
+
+    @classmethod
+    def from_files(
+        cls,
+        ca: str | os.PathLike[str],
+        *,
+        client_cert: str | os.PathLike[str] | None = None,
+        client_key: str | os.PathLike[str] | None = None,
+        password: bytes | None = None,
+        ca_hint: str = CA_HINT,
+        client_hint: str = CLIENT_CERT_HINT,
+    ) -> DeviceTls:
+        """Trust only the root PEM file ``ca``; with ``client_cert`` (PKCS#12, or PEM with
+        ``client_key``) present that identity. ``TlsSetupError`` names the file."""
+        if client_key is not None and client_cert is None:
+            raise TlsSetupError(f"{os.fspath(client_key)}: a client key without its certificate")
+        root = read_root(ca)
+        identity = None
+        if client_cert is not None:
+            identity = read_identity(client_cert, client_key, password=password)
+        try:
+            context = client_context(root, identity=identity)
+        except PkiError as exc:
+            where = os.fspath(client_cert) if client_cert is not None else os.fspath(ca)
+            raise TlsSetupError(f"{where}: {exc}") from None
+        return cls(context, ca_hint=ca_hint, client_hint=client_hint)
+
+    @classmethod
+    def coerce(cls, value: DeviceTls | ssl.SSLContext | str | os.PathLike[str]) -> DeviceTls:
+        """A ``DeviceTls`` from itself, a ready ``ssl.SSLContext`` or a root PEM path."""
+        if isinstance(value, DeviceTls):
+            return value
+        if isinstance(value, ssl.SSLContext):
+            return cls(value)
+        return cls.from_files(Path(value))
 
 
 class Transport(Protocol):
@@ -60,11 +269,25 @@ class Transport(Protocol):
 
 
 class AiohttpTransport:
-    """Sends requests to ``base_url`` (e.g. ``http://127.0.0.1:8443``) over ``session``."""
+    """Sends requests to ``base_url`` (e.g. ``http://127.0.0.1:8443``) over ``session``.
 
-    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+    ``tls`` (a ``DeviceTls``, an ``ssl.SSLContext`` or a root PEM path) is used for an
+    ``https://`` URL instead of the session's default (the system's trust store).
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        *,
+        tls: DeviceTls | ssl.SSLContext | str | os.PathLike[str] | None = None,
+    ) -> None:
         self._session = session
         self.base_url = base_url.rstrip("/")
+        self.tls = None if tls is None else DeviceTls.coerce(tls)
+        self._secure = self.base_url.lower().startswith("https://")
+        # aiohttp's default (True) verifies against the system store.
+        self._ssl: ssl.SSLContext | bool = True if self.tls is None else self.tls.context
 
     async def __call__(self, request: HttpRequest) -> HttpResponse:
         # The query is already escaped (plain form) or base64 (which must keep its '+', '/'
@@ -77,6 +300,7 @@ class AiohttpTransport:
                 headers=list(request.headers),
                 data=request.body or None,
                 allow_redirects=False,
+                ssl=self._ssl,
             ) as response:
                 body = await response.content.read(MAX_BODY + 1)
                 if len(body) > MAX_BODY:
@@ -84,12 +308,47 @@ class AiohttpTransport:
                         f"{self.base_url}: response body larger than {MAX_BODY} bytes"
                     )
                 return HttpResponse(response.status, list(response.headers.items()), body)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TransportError(self._verify_failed(exc)) from None
+        except aiohttp.ClientConnectorSSLError as exc:
+            raise TransportError(self._handshake_failed(exc)) from None
         except aiohttp.ClientConnectorError as exc:
             raise TransportError(
                 f"cannot connect to {self.base_url}: {exc.os_error.strerror or exc}"
             ) from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            # TLS 1.3 finishes the client's side of the handshake before the server checks the
+            # client certificate, so a refusal arrives as a closed or reset connection.
+            text = f"{self.base_url}: {type(exc).__name__}: {exc}"
+            if self._secure:
+                text += f" ({self._client_hint()})"
+            raise TransportError(text) from None
         except aiohttp.ClientError as exc:
             raise TransportError(f"{self.base_url}: {type(exc).__name__}: {exc}") from None
+
+    def _ca_hint(self) -> str:
+        return CA_HINT if self.tls is None else self.tls.ca_hint
+
+    def _client_hint(self) -> str:
+        return CLIENT_CERT_HINT if self.tls is None else self.tls.client_hint
+
+    def _verify_failed(self, exc: aiohttp.ClientConnectorCertificateError) -> str:
+        error = exc.certificate_error
+        detail = getattr(error, "verify_message", None) or str(error)
+        return (
+            f"TLS: certificate verify failed for {self.base_url} — {self._ca_hint()} "
+            f"(OpenSSL: {detail})"
+        )
+
+    def _handshake_failed(self, exc: aiohttp.ClientConnectorSSLError) -> str:
+        reason = getattr(exc.os_error, "reason", None) or str(exc.os_error)
+        text = f"TLS: handshake with {self.base_url} failed: {reason}"
+        if reason == "WRONG_VERSION_NUMBER":
+            # The answer was not TLS at all.
+            text += " (the server speaks plain http? try http://)"
+        elif "ALERT" in str(reason).upper():
+            text += f" ({self._client_hint()})"
+        return text
 
 
 @attrs.frozen(kw_only=True)

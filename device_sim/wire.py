@@ -5,9 +5,10 @@ send), ``HttpResponse`` (what the shell hands back), ``DeviceIdentity`` (who the
 how it speaks) and ``Quirk`` (deliberate deviations real clients show). Nothing here sends,
 decides or parses EAS bodies.
 
-Theory of operation: the client core (``client.py``) is sans-I/O in the h11 sense: it turns
-steps into ``HttpRequest`` values and ``HttpResponse`` values into results. Any transport that
-maps one to the other can drive it: the aiohttp shell, a fake in tests, a load generator.
+Theory of operation: the client core (``client/``, facade ``client/device.py``) is sans-I/O
+in the h11 sense: it turns steps into ``HttpRequest`` values and ``HttpResponse`` values into
+results. Any transport that maps one to the other can drive it: the aiohttp shell, a fake in
+tests, a load generator.
 """
 
 from __future__ import annotations

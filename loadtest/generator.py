@@ -19,6 +19,11 @@ Theory of operation:
 - Every operation runs one ``device_sim`` step (``Sync``, ``FolderSync``, ``Provision`` for a
   first access, ``Ping``) under ``asyncio.timeout``; the step's results are classified into an
   ``Outcome`` (ok, provisioning, blocked 403/129/177, http error, timeout, connection error).
+- TLS: an ``https://`` target is reached trusting only one root: the profile's
+  ``target.tls`` or, for a ready file, the ``tls_root`` the lab wrote (``TlsFiles.load``), set
+  on the one connector, so every pooled connection is verified against it. A handshake is
+  paid when the pool opens a connection (mostly during warm-up); one opened during a phase is
+  part of that operation's latency, as it would be for a phone.
 - CPU: ``time.process_time()`` deltas per wall second. The lab may share this process
   (``lab: default``): then the figure covers both, and so does the validity verdict.
 """
@@ -44,7 +49,7 @@ from device_sim import (
     Step,
     Sync,
 )
-from device_sim.shell import AiohttpTransport, DeviceRunner, TransportError
+from device_sim.shell import AiohttpTransport, DeviceRunner, DeviceTls, TransportError
 from loadtest.profiles import (
     ClosedModel,
     Event,
@@ -67,7 +72,7 @@ from loadtest.results import (
     WarmUp,
     classify,
 )
-from loadtest.target import LabControl, Target
+from loadtest.target import LabControl, Target, TargetError
 from simclock import SystemClock
 
 #: A connection failure is retried by a Ping loop after this pause (no hot spinning).
@@ -179,16 +184,44 @@ class Generator:
                 "fault controls)"
             )
         self._rng.seed(profile.options.seed)
+        tls = self.tls()
         pings = profile.held_pings.devices if profile.held_pings else 0
-        connector = aiohttp.TCPConnector(limit=profile.options.connections + pings)
+        connector = aiohttp.TCPConnector(
+            limit=profile.options.connections + pings,
+            ssl=True if tls is None else tls.context,
+        )
         timeout = aiohttp.ClientTimeout(total=None, connect=profile.options.timeout)
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            self._transport = AiohttpTransport(session, self.target.sentry_url)
+            self._transport = AiohttpTransport(session, self.target.sentry_url, tls=tls)
             warm, pingers, warmup = await self._warm_up()
             for device in warm:
                 self._idle.put_nowait(device)
             self._fresh.extend(_Device(DeviceClient(i), c) for i, c in self._first_access_devices())
             return await self._measure(pingers, warmup)
+
+    def tls(self) -> DeviceTls | None:
+        """How to reach the target: None for http, else trusting only the configured root.
+
+        Raises ``GeneratorError`` when an https target has no root or a plain one has one,
+        and when a file cannot be used (the message names the setting and the file)."""
+        files = self.profile.target.tls or self.target.tls
+        url = self.target.sentry_url
+        if not url.lower().startswith("https://"):
+            if self.profile.target.tls is not None:
+                raise GeneratorError(
+                    f"{self.profile.target.tls.at('ca')}: given, but the target {url} is plain "
+                    "http (is this the lab you meant?)"
+                )
+            return None
+        if files is None:
+            raise GeneratorError(
+                f"{self.profile.source}: target.tls: the target {url} is https; give tls: "
+                "{ca: ROOT.pem} (the lab's root; load never trusts the system store)"
+            )
+        try:
+            return files.load()
+        except TargetError as exc:
+            raise GeneratorError(str(exc)) from None
 
     # -- warm-up -----------------------------------------------------------------------------
 

@@ -16,6 +16,12 @@ takes device number ``SENTRY_SIM_DEVICE_OFFSET + k`` (k counts users in this pro
 ``SENTRY_SIM_DEVICES`` registered devices of the lab made by ``sentry-sim load PROFILE
 --write-lab-config``, warms up (Provision, FolderSync, Sync) and then syncs (weight 9) and
 refreshes folders (weight 1) at ``SENTRY_SIM_USER_RATE`` operations per second per user.
+
+TLS: with an ``https://`` host, ``SENTRY_SIM_CA`` names the lab's root PEM (``root.pem`` of a
+TLS lab, also in its ready file as ``tls_root``); Locust's session (requests) then trusts only
+that root (``verify``). ``SENTRY_SIM_CLIENT_CERT`` and ``SENTRY_SIM_CLIENT_KEY`` (PEM files)
+present a client certificate for mutual TLS. The files are checked when the settings are read,
+and a message names the variable and the file.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ from device_sim import (
     StepResult,
     Sync,
 )
+from device_sim.shell import TlsSetupError, read_identity, read_root
 from loadtest.profiles import device_id, mailbox
 from loadtest.results import Outcome, classify
 from loadtest.target import check_loopback
@@ -102,6 +109,11 @@ class Settings:
     password: str = "load-pass"
     version: str = "16.1"
     user_rate: float = 1.0
+    #: PEM root to trust for an https host (None: plain http).
+    ca: str | None = None
+    #: PEM client certificate and key for mutual TLS.
+    client_cert: str | None = None
+    client_key: str | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
@@ -114,7 +126,35 @@ class Settings:
             except ValueError:
                 raise ValueError(f"{name}: expected a number, got {raw!r}") from None
 
+        ca = environ.get("SENTRY_SIM_CA") or None
+        cert = environ.get("SENTRY_SIM_CLIENT_CERT") or None
+        key = environ.get("SENTRY_SIM_CLIENT_KEY") or None
+        if ca is not None:
+            try:
+                read_root(ca)
+            except TlsSetupError as exc:
+                raise ValueError(f"SENTRY_SIM_CA: {exc}") from None
+        if (cert is None) != (key is None):
+            raise ValueError(
+                "SENTRY_SIM_CLIENT_CERT and SENTRY_SIM_CLIENT_KEY: give both (PEM certificate "
+                "and its key) or neither"
+            )
+        if cert is not None and key is not None:
+            if ca is None:
+                raise ValueError("SENTRY_SIM_CLIENT_CERT: needs SENTRY_SIM_CA (the lab's root)")
+            try:
+                read_identity(cert, key)
+            except TlsSetupError as exc:
+                name = (
+                    "SENTRY_SIM_CLIENT_KEY"
+                    if str(exc).startswith(f"{key}:")
+                    else ("SENTRY_SIM_CLIENT_CERT")
+                )
+                raise ValueError(f"{name}: {exc}") from None
         return cls(
+            ca=ca,
+            client_cert=cert,
+            client_key=key,
             devices=max(1, int(number("SENTRY_SIM_DEVICES", DEFAULT_DEVICES))),
             offset=max(0, int(number("SENTRY_SIM_DEVICE_OFFSET", 0))),
             password=environ.get("SENTRY_SIM_PASSWORD", "load-pass"),
@@ -146,6 +186,17 @@ def make_user_class(settings: Settings | None = None) -> type[Any]:
 
     def on_start(self: Any) -> None:
         check_loopback(str(self.host), "locust --host")
+        secure = str(self.host).lower().startswith("https://")
+        if secure and chosen.ca is None:
+            raise ValueError(
+                "locust --host is https: set SENTRY_SIM_CA to the lab's root.pem (the system's "
+                "trust store is never used for load)"
+            )
+        if chosen.ca is not None:
+            # requests: a path in ``verify`` replaces the system store with that file.
+            self.client.verify = chosen.ca
+            if chosen.client_cert is not None:
+                self.client.cert = (chosen.client_cert, chosen.client_key)
 
         def send(request: HttpRequest, label: str) -> HttpResponse:
             try:

@@ -30,7 +30,7 @@ import yaml
 from activesync.errors import ActiveSyncError
 from activesync.versions import ProtocolVersion
 from loadtest.results import Limits
-from loadtest.target import Resolver, TargetError, check_loopback, resolve
+from loadtest.target import Resolver, TargetError, TlsFiles, check_loopback, resolve
 from loadtest.thresholds import (
     DecisionExpectation,
     Rule,
@@ -183,8 +183,10 @@ class TargetSpec:
     #: For ``urls``: ready-file keys -> loopback URLs.
     urls: Mapping[str, str] = attrs.field(factory=dict)
     #: For ``lab``: sections merged into the generated lab config (``sentry:``, ``exchange:``,
-    #: ``uem:``).
+    #: ``uem:``, ``lab:``; ``lab: {tls: true}`` makes the embedded lab speak TLS).
     lab_settings: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    #: For ``ready_file``/``urls``: the root to trust for https (and a client certificate).
+    tls: TlsFiles | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -294,7 +296,10 @@ class Profile:
             model = attrs.evolve(model, concurrency=concurrency)
         target = self.target
         if ready_file is not None:
-            target = TargetSpec(kind=TargetKind.READY_FILE, ready_file=ready_file)
+            # The profile's TLS files stay: they name the root of the lab being pointed at.
+            target = TargetSpec(
+                kind=TargetKind.READY_FILE, ready_file=ready_file, tls=self.target.tls
+            )
         events = tuple(e for e in self.events)
         total = sum(p.duration for p in phases)
         late = [e for e in events if e.at >= total]
@@ -563,6 +568,7 @@ def _target(r: _Reader, value: object, resolver: Resolver) -> TargetSpec:
             "uem_url",
             "uem_admin_url",
             "exchange_url",
+            "tls",
         ),
     )
     chosen = [k for k in ("lab", "ready_file", "sentry_url") if k in section]
@@ -575,26 +581,70 @@ def _target(r: _Reader, value: object, resolver: Resolver) -> TargetSpec:
     if "lab" in section:
         if section["lab"] != "default":
             raise r.fail("target.lab", f"expected default, got {_kind(section['lab'])}")
+        if "tls" in section:
+            raise r.fail(
+                "target.tls",
+                "the embedded lab makes its own root; to run it with TLS give "
+                "lab_settings: {lab: {tls: true}}",
+            )
         settings = r.mapping(
-            section.get("lab_settings", {}), "target.lab_settings", ("sentry", "exchange", "uem")
+            section.get("lab_settings", {}),
+            "target.lab_settings",
+            ("sentry", "exchange", "uem", "lab"),
         )
         for key, sub in settings.items():
             r.mapping(sub, f"target.lab_settings.{key}")
         return TargetSpec(kind=TargetKind.LAB, lab_settings=dict(settings))
     if "lab_settings" in section:
         raise r.fail("target.lab_settings", "only with lab: default")
+    tls = _tls(r, section["tls"]) if "tls" in section else None
     if "ready_file" in section:
         return TargetSpec(
             kind=TargetKind.READY_FILE,
             ready_file=r.text(section["ready_file"], "target.ready_file"),
+            tls=tls,
         )
     urls: dict[str, str] = {}
     for key, url in section.items():
+        if key == "tls":
+            continue
         try:
             urls[key] = check_loopback(url, f"{r.source}: target.{key}", resolver=resolver)
         except TargetError as exc:
             raise ProfileError(r.source, "", str(exc).removeprefix(f"{r.source}: ")) from None
-    return TargetSpec(kind=TargetKind.URLS, urls=urls)
+    secure = urls["sentry_url"].lower().startswith("https://")
+    if secure and tls is None:
+        raise r.fail(
+            "target.tls",
+            "sentry_url is https://: give tls: {ca: ROOT.pem} (the lab's root; the system's "
+            "trust store is never used for load)",
+        )
+    if tls is not None and not secure:
+        raise r.fail("target.tls", f"sentry_url is plain http ({urls['sentry_url']}); use https://")
+    return TargetSpec(kind=TargetKind.URLS, urls=urls, tls=tls)
+
+
+_TLS_KEYS: Final = ("ca", "client_cert", "client_key", "password_env")
+
+
+def _tls(r: _Reader, value: object) -> TlsFiles:
+    """``target.tls``: ``{ca: ROOT.pem, client_cert: FILE, client_key: FILE, password_env:
+    VAR}``; the files are read when the run starts (``TlsFiles.load``)."""
+    section = r.mapping(value, "target.tls", _TLS_KEYS)
+    if "ca" not in section:
+        raise r.fail("target.tls.ca", "missing: the PEM root the lab's certificates chain to")
+    paths = {key: r.text(section[key], f"target.tls.{key}") for key in section}
+    if "client_key" in paths and "client_cert" not in paths:
+        raise r.fail("target.tls.client_key", "needs client_cert (the certificate of that key)")
+    if "password_env" in paths and "client_cert" not in paths:
+        raise r.fail("target.tls.password_env", "needs client_cert (the file it unlocks)")
+    return TlsFiles(
+        ca=paths["ca"],
+        client_cert=paths.get("client_cert"),
+        client_key=paths.get("client_key"),
+        password_env=paths.get("password_env"),
+        source=f"{r.source}: target.tls",
+    )
 
 
 def _model(r: _Reader, value: object) -> Model:

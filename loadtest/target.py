@@ -11,12 +11,19 @@ Theory of operation: ``check_loopback(url, where)`` parses the URL, accepts a li
 address at once, refuses any other literal address at once, and resolves a name (``resolve``
 is injectable so tests never touch DNS). Every URL of a ``Target`` passes through it, so
 neither the generator nor the Locust file can be pointed anywhere else.
+
+TLS: an ``https://`` target is reached trusting only the root named by ``TlsFiles`` (a
+profile's ``target.tls``, or the ``tls_root`` a TLS lab writes into its ready file), never
+the system store, optionally presenting one client certificate for mutual TLS.
+``TlsFiles.load`` reads the files and says which setting and which file is wrong. The loopback
+rule is the same for https.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -24,6 +31,8 @@ from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 import attrs
+
+from device_sim.shell import DeviceTls, TlsSetupError, read_identity, read_root
 
 #: Names accepted without asking the resolver (RFC 6761 6.3: localhost is loopback).
 LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.", "ip6-localhost", "ip6-loopback"})
@@ -89,6 +98,68 @@ def check_loopback(url: str, where: str, *, resolver: Resolver = resolve) -> str
 
 
 @attrs.frozen(kw_only=True)
+class TlsFiles:
+    """How the generator speaks https: the root PEM it trusts and an optional client
+    certificate (PKCS#12, or PEM with ``client_key``); ``source`` names the setting
+    (``hot.yaml: target.tls``) in every message."""
+
+    #: PEM root(s): the only certificates trusted (not the system store).
+    ca: str
+    #: PKCS#12 file, or a PEM certificate with ``client_key``, for mutual TLS.
+    client_cert: str | None = None
+    client_key: str | None = None
+    #: Environment variable holding the PKCS#12 (or encrypted key) password.
+    password_env: str | None = None
+    #: The setting these came from: ``hot.yaml: target.tls``, or ``ready.json:`` (top level).
+    source: str = "target.tls"
+    #: The key of ``source`` that names the root (``ca``, or ``tls_root`` in a ready file).
+    ca_key: str = "ca"
+
+    def at(self, key: str) -> str:
+        """The full name of one setting: ``hot.yaml: target.tls.ca``, ``ready.json: tls_root``."""
+        if self.source.endswith(":"):
+            return f"{self.source} {key}"
+        return f"{self.source}.{key}"
+
+    def load(self, environ: Mapping[str, str] = os.environ) -> DeviceTls:
+        """Read the files: a ``DeviceTls`` trusting only ``ca``. ``TargetError`` names the
+        setting and the file."""
+        try:
+            root = read_root(self.ca)
+        except TlsSetupError as exc:
+            raise TargetError(f"{self.at(self.ca_key)}: {exc}") from None
+        identity = None
+        if self.client_cert is not None:
+            password: bytes | None = None
+            if self.password_env is not None:
+                value = environ.get(self.password_env)
+                if value is None:
+                    raise TargetError(
+                        f"{self.at('password_env')}: environment variable {self.password_env} is "
+                        f"not set (it should hold the password of {self.client_cert})"
+                    )
+                password = value.encode("utf-8")
+            try:
+                identity = read_identity(self.client_cert, self.client_key, password=password)
+            except TlsSetupError as exc:
+                key = self.client_key
+                which = "client_key" if key and str(exc).startswith(f"{key}:") else "client_cert"
+                raise TargetError(f"{self.at(which)}: {exc}") from None
+        try:
+            return DeviceTls.from_root(
+                root,
+                identity=identity,
+                ca_hint=f"does {self.at(self.ca_key)} ({self.ca}) name the lab's root?",
+                client_hint=(
+                    "a server that requires a client certificate closes the connection when "
+                    f"none (or an untrusted one) is presented: check {self.at('client_cert')}"
+                ),
+            )
+        except TlsSetupError as exc:
+            raise TargetError(f"{self.source.rstrip(':')}: {exc}") from None
+
+
+@attrs.frozen(kw_only=True)
 class Target:
     """A running lab, as its ready file describes it (URLs without trailing slash)."""
 
@@ -99,6 +170,8 @@ class Target:
     uem_admin_url: str | None = None
     exchange_url: str | None = None
     admin_token: str | None = attrs.field(default=None, repr=False)
+    #: The root a TLS lab wrote (the ready file's ``tls_root``), None for a plain lab.
+    tls: TlsFiles | None = None
 
     @classmethod
     def from_mapping(
@@ -119,9 +192,13 @@ class Target:
         token = data.get("admin_token")
         if token is not None and not isinstance(token, str):
             raise TargetError(f"{source}: admin_token: expected a string")
+        root = data.get("tls_root")
+        if root is not None and (not isinstance(root, str) or not root):
+            raise TargetError(f"{source}: tls_root: expected the path of a PEM root, got {root!r}")
+        tls = None if root is None else TlsFiles(ca=root, source=f"{source}:", ca_key="tls_root")
         sentry_url = urls.pop("sentry_url")
         assert sentry_url is not None
-        return cls(sentry_url=sentry_url, admin_token=token, **urls)
+        return cls(sentry_url=sentry_url, admin_token=token, tls=tls, **urls)
 
 
 def read_ready_file(path: str | Path, *, resolver: Resolver = resolve) -> Target:

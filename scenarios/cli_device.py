@@ -5,6 +5,14 @@ them with ``device_sim.shell`` against ``--url`` (a gatekeeper, the mock Exchang
 server), print every exchange in plain words (or one JSON document with ``--json``) and map
 the end to an exit code. It must not hold protocol logic: the client core decides everything.
 
+TLS: for an ``https://`` URL, ``--ca ROOT.pem`` makes the phone trust only that root (as a
+device trusting only its MDM's root does; the lab writes its ``root.pem`` and names it), and
+``--client-cert`` presents a client certificate for mutual TLS: a PKCS#12 file (its password
+in the environment variable named by ``--client-cert-password-env``) or a PEM certificate with
+``--client-key``. A file that cannot be used is one line naming it (exit status 2); a server
+whose chain does not lead to the root is ``TLS: certificate verify failed for URL — does --ca
+name the lab's root?``.
+
 Exit codes: 0 every step succeeded; 3 the device was blocked (the code and its meaning are
 printed); 4 the device was remotely wiped; 1 anything else (connection refused, credentials
 refused, a step failed); 2 bad options (argparse).
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Final, TextIO
@@ -34,7 +43,15 @@ from device_sim.client import (
     StepResult,
     Sync,
 )
-from device_sim.shell import AiohttpTransport, DeviceRunner, ScriptReport
+from device_sim.shell import (
+    AiohttpTransport,
+    DeviceRunner,
+    DeviceTls,
+    ScriptReport,
+    TlsSetupError,
+    read_identity,
+    read_root,
+)
 from device_sim.wire import DeviceIdentity, QueryForm, Quirk
 from scenarios.serving import run
 from simclock import SystemClock
@@ -123,7 +140,71 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON document instead of text lines"
     )
+    tls = parser.add_argument_group("TLS (https:// URLs)")
+    tls.add_argument(
+        "--ca",
+        metavar="ROOT.pem",
+        help="trust only this PEM root (the lab's root.pem) instead of the system store",
+    )
+    tls.add_argument(
+        "--client-cert",
+        metavar="FILE",
+        help="client certificate for mutual TLS: a PKCS#12 file (.p12/.pfx) or a PEM "
+        "certificate (with --client-key)",
+    )
+    tls.add_argument("--client-key", metavar="FILE", help="the PEM private key of --client-cert")
+    tls.add_argument(
+        "--client-cert-password-env",
+        metavar="VAR",
+        help="environment variable holding the password of the PKCS#12 file (or of an "
+        "encrypted PEM key); never give a password on the command line",
+    )
     parser.set_defaults(func=main)
+
+
+def load_tls(args: argparse.Namespace, url: str) -> DeviceTls | None:
+    """The phone's TLS from ``--ca``/``--client-cert``/``--client-key``; None for the system
+    store. ``ValueError`` naming the option and the file."""
+    cert, key, env = args.client_cert, args.client_key, args.client_cert_password_env
+    if args.ca is None:
+        given = [name for name, value in (("--client-cert", cert), ("--client-key", key)) if value]
+        if given:
+            raise ValueError(f"{given[0]}: needs --ca ROOT.pem (the root the server chains to)")
+        return None
+    if not url.lower().startswith("https://"):
+        raise ValueError(f"--ca: the URL is plain http ({url}); use https:// for TLS")
+    if key is not None and cert is None:
+        raise ValueError("--client-key: needs --client-cert (the certificate of that key)")
+    password: bytes | None = None
+    if env is not None:
+        if cert is None:
+            raise ValueError("--client-cert-password-env: needs --client-cert")
+        value = os.environ.get(env)
+        if value is None:
+            raise ValueError(
+                f"--client-cert-password-env: environment variable {env} is not set (it should "
+                f"hold the password of {cert})"
+            )
+        password = value.encode("utf-8")
+    try:
+        root = read_root(args.ca)
+    except TlsSetupError as exc:
+        raise ValueError(f"--ca: {exc}") from None
+    identity = None
+    if cert is not None:
+        try:
+            identity = read_identity(cert, key, password=password)
+        except TlsSetupError as exc:
+            wrong_key = key is not None and str(exc).startswith(f"{key}:")
+            raise ValueError(f"{'--client-key' if wrong_key else '--client-cert'}: {exc}") from None
+    try:
+        return DeviceTls.from_root(root, identity=identity)
+    except TlsSetupError as exc:
+        # labpki names the part OpenSSL refused: "trusted root: ..." or "client identity: ...".
+        option, name = (
+            ("--client-cert", cert) if "client identity" in str(exc) else ("--ca", args.ca)
+        )
+        raise ValueError(f"{option}: {name}: {exc}") from None
 
 
 def parse_steps(text: str, *, heartbeat: int, mail_to: str, subject: str) -> list[Step]:
@@ -203,6 +284,11 @@ def main(args: argparse.Namespace) -> int:
     if not url.startswith(("http://", "https://")):
         print(f"sentry-sim device: --url: expected http://HOST:PORT, got {url!r}", file=sys.stderr)
         return 2
+    try:
+        tls = load_tls(args, url)
+    except ValueError as exc:
+        print(f"sentry-sim device: {exc}", file=sys.stderr)
+        return 2
 
     async def go() -> int:
         return await run_device(
@@ -212,6 +298,7 @@ def main(args: argparse.Namespace) -> int:
             as_json=args.json,
             request_timeout=args.timeout,
             out=sys.stdout,
+            tls=tls,
         )
 
     return run(go)
@@ -225,8 +312,10 @@ async def run_device(
     as_json: bool,
     request_timeout: float,
     out: TextIO,
+    tls: DeviceTls | None = None,
 ) -> int:
-    """Run the script and print it; the exit code."""
+    """Run the script and print it; the exit code. ``tls``: how to speak https (None: the
+    system's trust store)."""
     counter = 0
 
     def show(result: StepResult) -> None:
@@ -239,7 +328,7 @@ async def run_device(
     async with aiohttp.ClientSession() as session:
         runner = DeviceRunner(
             client,
-            AiohttpTransport(session, url),
+            AiohttpTransport(session, url, tls=tls),
             SystemClock(),
             on_result=show,
             request_timeout=request_timeout,

@@ -6,6 +6,10 @@ token: it goes to the ready file, mode 0600), write the ready file once every li
 and shut down cleanly on SIGINT/SIGTERM. A config error is one line naming the file and the
 key, and exit status 2; a port that cannot be bound is exit status 1. It must not hold any
 logic of the actors.
+
+With ``lab.tls: true`` the URLs are https and the lab's root certificate is written to
+``root.pem`` next to the ready file (or, without one, into a temporary directory removed at
+stop); the banner and the ready file (``tls_root``) name it, for ``sentry-sim device --ca``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from scenarios.lab import EAS_PATH, Lab, LabConfig, LabConfigError, LabError
+from scenarios.lab import EAS_PATH, ROOT_FILE_NAME, Lab, LabConfig, LabConfigError, LabError
 from scenarios.serving import run, wait_for_shutdown_signal, write_ready_file
 from simclock import Clock, ManualClock, SystemClock
 
@@ -36,6 +40,12 @@ def describe(lab: Lab, ready_file: Path | None, token_given: bool) -> list[str]:
     ]
     if "dashboard_url" in urls:
         rows.append(("live view (browser)", urls["dashboard_url"] + "/?token=<admin token>"))
+    root = lab.tls_root_path
+    if root is not None:
+        rows.append(("TLS root (trust it)", f"{root} (e.g. sentry-sim device --ca {root})"))
+        mode = lab.config.sentry.tls.device.client_certificates.value
+        if mode != "off":
+            rows.append(("client certificates", f"{mode} on the gatekeeper's device port"))
     width = max(len(name) for name, _ in rows)
     # Passwords stay in the config file: nothing this command prints carries a credential.
     users = ", ".join(u.name for u in lab.config.users)
@@ -62,10 +72,17 @@ async def serve(
     virtual_clock: bool = False,
 ) -> int:
     clock: Clock = ManualClock() if virtual_clock else SystemClock()
+    root_file = None if ready_file is None else ready_file.with_name(ROOT_FILE_NAME)
     lab = (
-        Lab(config, clock=clock, journal=journal)
+        Lab(config, clock=clock, journal=journal, tls_root_file=root_file)
         if admin_token is None
-        else Lab(config, clock=clock, admin_token=admin_token, journal=journal)
+        else Lab(
+            config,
+            clock=clock,
+            admin_token=admin_token,
+            journal=journal,
+            tls_root_file=root_file,
+        )
     )
     async with lab:
         if ready_file is not None:
@@ -110,6 +127,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "and one admin token. When every listener is up, write the ready file (JSON with "
             "sentry_url, sentry_admin_url, uem_url, uem_admin_url, exchange_url, admin_token; "
             "mode 0600). Point devices at sentry_url + /Microsoft-Server-ActiveSync. "
+            "With lab.tls: true the gatekeeper and the UEM speak https with the lab's own CA; "
+            "its root is written to root.pem next to the ready file (key tls_root). "
             "The lab file is documented in docs/lab-config.md. Stops on Ctrl-C/SIGTERM."
         ),
     )

@@ -23,6 +23,18 @@ Theory of operation:
   the UEM receives while the lab runs.
 - ``restart_sentry`` stops the gatekeeper (it persists its device list when it has a state
   directory) and starts a new one on the same ports.
+- TLS (``lab.tls: true``, docs/lab-config.md): at start the lab makes a CA hierarchy
+  (``labpki.make_hierarchy``: root, intermediate, issuing CA) and one server certificate for
+  the lab's host names, and the gatekeeper's device and admin ports and the UEM's API and
+  admin ports speak TLS with it (``SentryTls``/``UemTls``; a port's ``certificate: null`` is
+  the lab's credential). Servers send the chain up to, not including, the root; every client
+  of the lab trusts only the root: the gatekeeper's calls to the UEM, the UEM's pushes to the
+  gatekeeper's admin port, the lab's own session and its simulated devices, as a device that
+  trusts only its MDM's root would. The root is written to ``root.pem`` (``tls_root_file``,
+  or a private temporary directory removed at stop) and named in the ready payload
+  (``tls_root``) for ``sentry-sim device --ca``. ``device_identity`` issues client
+  certificates for mutual TLS (``lab.tls.client_certificates``). Exchange (the upstream) and
+  the live view stay plain http.
 - Exchange and the gatekeeper agree on who provisions: in ``activesync_policy_mode: uem`` the
   gatekeeper answers the device's Provision with the UEM's policy, and when the lab's Exchange
   (``provisioning_required: true``, its default) demands a policy key of its own, the
@@ -35,7 +47,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import ipaddress
+import os
 import secrets
+import shutil
+import ssl
+import tempfile
 from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
@@ -48,31 +64,46 @@ import yaml
 from aiohttp import web
 
 from device_sim.client import DeviceClient, StepResult
-from device_sim.shell import AiohttpTransport, DeviceRunner
+from device_sim.shell import AiohttpTransport, DeviceRunner, DeviceTls
 from device_sim.wire import DeviceIdentity, QueryForm
 from exchange_sim.app import make_app as make_exchange_app
 from exchange_sim.config import ConfigError as ExchangeConfigError
 from exchange_sim.config import ExchangeConfig, UserConfig
+from labauth import guards_admin
+from labpki import (
+    ClientCertMode,
+    Hierarchy,
+    Issued,
+    PkiError,
+    ServerCredential,
+    client_context,
+    make_hierarchy,
+)
 from scenarios.cli_sentry import RunningSentry
 from scenarios.cli_sentry import serve as serve_sentry
-from scenarios.serving import StartedSite, start_site
+from scenarios.serving import StartedSite, start_site, warn_if_exposed
 from scenarios.whatif import JournalHeader, JournalRecorder
 from sentry_sim.config import ConfigError as SentryConfigError
+from sentry_sim.config import PortTls as SentryPortTls
 from sentry_sim.config import SentryConfig
+from sentry_sim.config import TlsConfig as SentryTlsConfig
 from sentry_sim.device_list import record_key
 from sentry_sim.events import Event, EventBus
 from sentry_sim.service import Sentry
+from sentry_sim.tls import SentryTls
 from simclock import Clock, SystemClock
 from uem_sim.app import make_app as make_uem_app
+from uem_sim.config import PortTls as UemPortTls
+from uem_sim.config import TlsConfig as UemTlsConfig
 from uem_sim.config import UemConfig
 from uem_sim.errors import ConfigError as UemConfigError
 from uem_sim.events import EventBus as UemEventBus
+from uem_sim.tls import UemTls
 
 #: The top-level sections of a lab file.
 TOP_LEVEL_KEYS: Final = ("users", "uem", "sentry", "exchange", "lab")
-#: The keys of the ``lab:`` section.
-LAB_KEYS: Final = (
-    "host",
+#: The port keys of the ``lab:`` section.
+PORT_KEYS: Final = (
     "sentry_port",
     "sentry_admin_port",
     "uem_port",
@@ -80,6 +111,14 @@ LAB_KEYS: Final = (
     "exchange_port",
     "dashboard_port",
 )
+#: The keys of the ``lab:`` section.
+LAB_KEYS: Final = ("host", *PORT_KEYS, "tls")
+#: The keys of ``lab.tls`` when it is a mapping.
+TLS_KEYS: Final = ("enabled", "client_certificates")
+#: Name of the lab's CA hierarchy (its certificates' subjects start with it).
+HIERARCHY_NAME: Final = "sentry-sim lab"
+#: The file the lab writes its root certificate to.
+ROOT_FILE_NAME: Final = "root.pem"
 #: The path a device appends to ``sentry_url`` (MS-ASHTTP 2.2.1.1.1).
 EAS_PATH: Final = "/Microsoft-Server-ActiveSync"
 #: Name of the embedded default lab in error messages.
@@ -108,8 +147,57 @@ def _show(value: object) -> str:
 
 
 @attrs.frozen(kw_only=True)
+class LabTls:
+    """``lab.tls``: whether the gatekeeper and the UEM speak TLS with the lab's own CA."""
+
+    #: TLS on the gatekeeper's device and admin ports and the UEM's API and admin ports.
+    enabled: bool = False
+    #: Mutual TLS on the gatekeeper's device port (client certificates from the lab's CA).
+    client_certificates: ClientCertMode = ClientCertMode.OFF
+
+    @classmethod
+    def from_value(cls, raw: object, source: str) -> LabTls:
+        """``false``/``true``/``{enabled: bool, client_certificates: off|optional|required}``."""
+        if raw is None or isinstance(raw, bool):
+            return cls(enabled=bool(raw))
+        if not isinstance(raw, Mapping):
+            raise LabConfigError(
+                f"{source}: lab.tls: expected true, false or a mapping with "
+                f"{', '.join(TLS_KEYS)}, got {_show(raw)}"
+            )
+        for key in raw:
+            if key not in TLS_KEYS:
+                raise LabConfigError(
+                    f"{source}: lab.tls.{key}: unknown key; expected one of {', '.join(TLS_KEYS)}"
+                )
+        enabled = raw.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise LabConfigError(
+                f"{source}: lab.tls.enabled: expected true or false, got {_show(enabled)}"
+            )
+        mode = raw.get("client_certificates", "off")
+        if mode is False:
+            mode = "off"  # YAML reads an unquoted off as false
+        if not isinstance(mode, str):
+            raise LabConfigError(
+                f"{source}: lab.tls.client_certificates: expected off, optional or required, "
+                f"got {_show(mode)}"
+            )
+        try:
+            client = ClientCertMode.parse(mode, source=source, key="lab.tls.client_certificates")
+        except PkiError as exc:
+            raise LabConfigError(str(exc)) from None
+        if client is not ClientCertMode.OFF and not enabled:
+            raise LabConfigError(
+                f"{source}: lab.tls.client_certificates: {client.value} needs TLS "
+                "(lab.tls.enabled: true)"
+            )
+        return cls(enabled=enabled, client_certificates=client)
+
+
+@attrs.frozen(kw_only=True)
 class LabSettings:
-    """The ``lab:`` section: where the lab listens (port 0 picks a free port)."""
+    """The ``lab:`` section: where the lab listens (port 0 picks a free port), and TLS."""
 
     host: str = "127.0.0.1"
     sentry_port: int = 0
@@ -118,6 +206,7 @@ class LabSettings:
     uem_admin_port: int = 0
     exchange_port: int = 0
     dashboard_port: int = 0
+    tls: LabTls = LabTls()
 
     @classmethod
     def from_mapping(cls, raw: object, source: str) -> LabSettings:
@@ -137,7 +226,7 @@ class LabSettings:
                 f"got {_show(host)}"
             )
         ports: dict[str, int] = {}
-        for key in LAB_KEYS[1:]:
+        for key in PORT_KEYS:
             value = raw.get(key, 0)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
                 raise LabConfigError(
@@ -153,7 +242,7 @@ class LabSettings:
                     "every listener needs its own port"
                 )
             taken[port] = key
-        return cls(host=host, **ports)
+        return cls(host=host, tls=LabTls.from_value(raw.get("tls"), source), **ports)
 
 
 def _is_address(host: str) -> bool:
@@ -215,6 +304,7 @@ class LabConfig:
             raise LabConfigError(str(exc)) from None
         lab = LabSettings.from_mapping(mapping.get("lab"), source)
         lab, sentry = _reconcile_sentry_address(lab, sentry, mapping.get("sentry"), source)
+        sentry, uem = _reconcile_tls(lab, sentry, uem, source)
         return cls(source=source, exchange=exchange, uem=uem, sentry=sentry, lab=lab)
 
     @classmethod
@@ -281,6 +371,55 @@ def _reconcile_sentry_address(
     return lab, sentry
 
 
+def _certificate_names(host: str) -> tuple[str, ...]:
+    """The names the lab's server certificate carries: loopback, and ``lab.host`` itself."""
+    names = ["localhost", "127.0.0.1", "::1"]
+    if host not in ("", "0.0.0.0", "::") and host not in names:
+        names.append(host)
+    return tuple(names)
+
+
+def _uem_tls_enabled(uem: UemConfig) -> bool:
+    return uem.tls.api.enabled or uem.tls.admin.enabled
+
+
+def _reconcile_tls(
+    lab: LabSettings, sentry: SentryConfig, uem: UemConfig, source: str
+) -> tuple[SentryConfig, UemConfig]:
+    """``lab.tls: true`` turns on TLS for the ports ``sentry.tls``/``uem.tls`` leave unset.
+
+    A file that configures ``sentry.tls`` or ``uem.tls`` itself keeps its settings (a null
+    ``certificate`` is the lab's credential); they need ``lab.tls: true``, which makes the CA.
+    """
+    if not lab.tls.enabled:
+        for on, key in ((sentry.tls.enabled, "sentry.tls"), (_uem_tls_enabled(uem), "uem.tls")):
+            if on:
+                raise LabConfigError(
+                    f"{source}: {key}: TLS in a lab needs lab.tls: true (the lab makes the CA "
+                    "and the certificates)"
+                )
+        return sentry, uem
+    mode = lab.tls.client_certificates
+    if sentry.tls.enabled:
+        if mode is not ClientCertMode.OFF:
+            raise LabConfigError(
+                f"{source}: lab.tls.client_certificates: sentry.tls is set in this file; give "
+                "client_certificates in sentry.tls.device instead"
+            )
+    else:
+        tls = SentryTlsConfig(
+            device=SentryPortTls(enabled=True, client_certificates=mode),
+            admin=SentryPortTls(enabled=True),
+            trust=sentry.tls.trust,
+            source=source,
+        )
+        sentry = attrs.evolve(sentry, tls=tls)
+    if not _uem_tls_enabled(uem):
+        port = UemPortTls(enabled=True)
+        uem = attrs.evolve(uem, tls=UemTlsConfig(api=port, admin=port))
+    return sentry, uem
+
+
 def _url_host(host: str) -> str:
     """The host part of a URL to reach ``host`` (a wildcard bind is reached on loopback)."""
     if host in ("0.0.0.0", ""):
@@ -299,14 +438,20 @@ class _UemServer:
     api_port: int = 0
     admin_port: int = 0
     sites: list[web.TCPSite] = attrs.field(factory=list)
+    #: The TLS of each listener (None: plain http), kept for ``listen`` after an outage.
+    api_ssl: ssl.SSLContext | None = None
+    admin_ssl: ssl.SSLContext | None = None
+    #: Set once the exposure warning was given (a restart after an outage does not repeat it).
+    warned: bool = False
 
     async def listen(self, api_port: int, admin_port: int) -> None:
-        self.api_port = await self._listen(api_port, "uem_port")
-        self.admin_port = await self._listen(admin_port, "uem_admin_port")
+        self.api_port = await self._listen(api_port, "uem_port", self.api_ssl)
+        self.admin_port = await self._listen(admin_port, "uem_admin_port", self.admin_ssl)
+        self.warned = True
 
-    async def _listen(self, port: int, name: str) -> int:
+    async def _listen(self, port: int, name: str, context: ssl.SSLContext | None) -> int:
         before = set(map(tuple, self.runner.addresses))
-        site = web.TCPSite(self.runner, self.host, port, reuse_address=True)
+        site = web.TCPSite(self.runner, self.host, port, reuse_address=True, ssl_context=context)
         try:
             await site.start()
         except OSError as exc:
@@ -315,7 +460,12 @@ class _UemServer:
             ) from None
         self.sites.append(site)
         fresh = [a for a in map(tuple, self.runner.addresses) if a not in before]
-        return int(fresh[0][1]) if fresh else port
+        bound = int(fresh[0][1]) if fresh else port
+        if not self.warned:
+            # As start_site does. One app serves both ports and the admin guard protects its
+            # admin routes on either, so both get the admin wording when the app has a guard.
+            warn_if_exposed(self.host, bound, admin=guards_admin(self.runner.app))
+        return bound
 
     async def close_listeners(self) -> None:
         for site in self.sites:
@@ -352,6 +502,17 @@ class Lab:
     journal: Path | None = None
     #: The journal being recorded (while the lab runs with ``journal``).
     journal_recorder: JournalRecorder | None = attrs.field(default=None, init=False)
+    #: Where a TLS lab writes its root certificate (None: ``root.pem`` in a private temporary
+    #: directory, removed at stop). ``sentry-sim lab`` puts it next to the ready file.
+    tls_root_file: Path | None = None
+    #: The lab's CA (``lab.tls: true``; made at start), else None.
+    hierarchy: Hierarchy | None = attrs.field(default=None, init=False)
+    _credential: ServerCredential | None = attrs.field(default=None, init=False)
+    _sentry_tls: SentryTls | None = attrs.field(default=None, init=False)
+    _uem_tls: UemTls | None = attrs.field(default=None, init=False)
+    _device_tls: DeviceTls | None = attrs.field(default=None, init=False)
+    _root_path: Path | None = attrs.field(default=None, init=False)
+    _temp_dir: Path | None = attrs.field(default=None, init=False)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> Lab:
@@ -370,6 +531,8 @@ class Lab:
         """Start Exchange, the UEM, then the gatekeeper; return when all listen."""
         settings = self.config.lab
         try:
+            if settings.tls.enabled:
+                self._make_pki()
             exchange_app = make_exchange_app(
                 self.config.exchange, clock=self.clock, admin_token=self.admin_token
             )
@@ -391,16 +554,29 @@ class Lab:
                 clock=self.clock,
                 admin_token=self.admin_token,
                 events=self.uem_events,
+                tls=self._uem_tls,
             )
             runner = web.AppRunner(
                 uem_app, handle_signals=False, access_log=None, shutdown_timeout=2.0
             )
             await runner.setup()
-            self._uem = _UemServer(runner, settings.host)
+            uem_tls = self._uem_tls
+            self._uem = _UemServer(
+                runner,
+                settings.host,
+                api_ssl=None if uem_tls is None else uem_tls.context("api"),
+                admin_ssl=None if uem_tls is None else uem_tls.context("admin"),
+            )
             await self._uem.listen(settings.uem_port, settings.uem_admin_port)
             self.uem_listening = True
             await self._start_sentry(settings.sentry_port, settings.sentry_admin_port)
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+            # The lab's own calls (admin APIs, its devices) trust only the lab's root.
+            connector = aiohttp.TCPConnector(
+                ssl=True if self._device_tls is None else self._device_tls.context
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+            )
             if self.dashboard:
                 # Imported here, not at the top: the dashboard imports this module's types.
                 from scenarios.dashboard.app import make_dashboard_app
@@ -412,6 +588,54 @@ class Lab:
             await self.stop()
             raise
         await self.wait_until_registered()
+
+    def _make_pki(self) -> None:
+        """The CA, the server credential for the lab's names, both actors' TLS, the root file."""
+        try:
+            hierarchy = make_hierarchy(HIERARCHY_NAME)
+            credential = hierarchy.server_credential(_certificate_names(self.config.lab.host))
+        except PkiError as exc:
+            raise LabError(f"lab.tls: cannot make the lab's CA: {exc}") from None
+        root = hierarchy.root_pem()
+        try:
+            self._sentry_tls = SentryTls.from_config(
+                self.config.sentry, lab_credential=credential, lab_root_pem=root
+            )
+        except SentryConfigError as exc:
+            raise LabError(str(exc)) from None
+        try:
+            self._uem_tls = UemTls.from_config(
+                self.config.uem, lab_credential=credential, lab_root_pem=root
+            )
+        except UemConfigError as exc:
+            raise LabError(exc.message + (f" ({exc.hint})" if exc.hint else "")) from None
+        self.hierarchy = hierarchy
+        self._credential = credential
+        self._device_tls = DeviceTls.from_root(
+            root,
+            ca_hint="the lab's devices trust only the lab's root (Lab.tls_root_pem)",
+            client_hint="the gatekeeper asks for client certificates (lab.tls."
+            "client_certificates): give the device one from Lab.device_identity",
+        )
+        self._root_path = self._write_root(root)
+
+    def _write_root(self, root: bytes) -> Path:
+        target = self.tls_root_file
+        if target is None:
+            self._temp_dir = Path(tempfile.mkdtemp(prefix="sentry-sim-lab-tls-"))
+            target = self._temp_dir / ROOT_FILE_NAME
+        tmp = target.with_name(target.name + ".tmp")
+        try:
+            # A certificate, not a secret: readable, but replaced atomically like the ready file.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(root)
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise LabError(
+                f"lab.tls: cannot write the root certificate to {target}: {exc.strerror or exc}"
+            ) from None
+        return target
 
     async def _start_site(self, app: web.Application, port: int, what: str) -> StartedSite:
         try:
@@ -431,6 +655,7 @@ class Lab:
                 host=self.config.lab.host,
                 port=port,
                 admin_port=admin_port,
+                tls=self._sentry_tls,
             )
         except SystemExit as exc:
             raise LabError(f"gatekeeper (sentry_port/sentry_admin_port): {exc}") from None
@@ -457,6 +682,10 @@ class Lab:
             self.exchange_listening = False
         if self.journal_recorder is not None:
             self.journal_recorder.close()
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+            self._root_path = None
 
     async def wait_until_registered(self, within: float = REGISTER_WAIT_S) -> bool:
         """Wait (real time, bounded) until the gatekeeper registered its push URL and pulled."""
@@ -532,8 +761,9 @@ class Lab:
         return self._sentry
 
     # -- addresses -------------------------------------------------------------------------
-    def _url(self, port: int) -> str:
-        return f"http://{_url_host(self.config.lab.host)}:{port}"
+    def _url(self, port: int, *, secure: bool = False) -> str:
+        scheme = "https" if secure else "http"
+        return f"{scheme}://{_url_host(self.config.lab.host)}:{port}"
 
     @property
     def exchange_url(self) -> str:
@@ -543,19 +773,81 @@ class Lab:
 
     @property
     def uem_url(self) -> str:
-        return self._url(self._require_uem().api_port)
+        uem = self._require_uem()
+        return self._url(uem.api_port, secure=uem.api_ssl is not None)
 
     @property
     def uem_admin_url(self) -> str:
-        return self._url(self._require_uem().admin_port)
+        uem = self._require_uem()
+        return self._url(uem.admin_port, secure=uem.admin_ssl is not None)
 
     @property
     def sentry_url(self) -> str:
-        return self._url(self._require_sentry().device_site.port)
+        tls = self._sentry_tls
+        secure = tls is not None and tls.device is not None
+        return self._url(self._require_sentry().device_site.port, secure=secure)
 
     @property
     def sentry_admin_url(self) -> str:
-        return self._url(self._require_sentry().admin_site.port)
+        tls = self._sentry_tls
+        secure = tls is not None and tls.admin is not None
+        return self._url(self._require_sentry().admin_site.port, secure=secure)
+
+    # -- TLS -------------------------------------------------------------------------------
+    @property
+    def tls_root_pem(self) -> bytes | None:
+        """The root certificate (PEM) every client of a TLS lab trusts; None without TLS."""
+        return None if self.hierarchy is None else self.hierarchy.root_pem()
+
+    @property
+    def tls_root_path(self) -> Path | None:
+        """Where the root certificate was written (``tls_root`` of the ready payload)."""
+        return self._root_path
+
+    @property
+    def sentry_tls(self) -> SentryTls | None:
+        """The running gatekeeper's TLS (its swappable contexts), None without TLS."""
+        return self._sentry_tls
+
+    @property
+    def uem_tls(self) -> UemTls | None:
+        """The UEM's TLS (its swappable contexts), None without TLS."""
+        return self._uem_tls
+
+    def new_sentry_tls(self) -> SentryTls | None:
+        """TLS for one more gatekeeper against this lab (``sentry.tls`` with the lab's
+        credential and root: fresh contexts, so a certificate swap on one does not touch the
+        other); None without TLS."""
+        if self._credential is None:
+            return None
+        try:
+            return SentryTls.from_config(
+                self.config.sentry, lab_credential=self._credential, lab_root_pem=self.tls_root_pem
+            )
+        except SentryConfigError as exc:
+            raise LabError(str(exc)) from None
+
+    def client_context(self, identity: Issued | None = None) -> ssl.SSLContext:
+        """A client context that trusts only the lab's root (with ``identity`` for mTLS)."""
+        root = self._require_tls()
+        return client_context(root, identity=identity)
+
+    def device_identity(self, user: str, device_id: str | None = None) -> Issued:
+        """A client certificate from the lab's CA for mutual TLS: CN=``user`` and, with
+        ``device_id``, the SAN URI ``urn:sentry-sim:device:<device_id>`` (without it, any
+        device of that user matches). Give it to ``device(..., client_certificate=...)``."""
+        self._require_tls()
+        assert self.hierarchy is not None
+        try:
+            return self.hierarchy.device_identity(user, device_id)
+        except PkiError as exc:
+            raise LabError(f"device identity: {exc}") from None
+
+    def _require_tls(self) -> bytes:
+        root = self.tls_root_pem
+        if root is None:
+            raise LabError("the lab runs without TLS (set lab.tls: true in the lab file)")
+        return root
 
     @property
     def sentry(self) -> Sentry:
@@ -572,6 +864,9 @@ class Lab:
     def ready_payload(self) -> dict[str, str]:
         """The ready-file keys (DESIGN.md section 5), URLs without a trailing slash."""
         extra = {"dashboard_url": self.dashboard_url} if self._dashboard is not None else {}
+        if self._root_path is not None:
+            # Not one of DESIGN.md's keys: the root PEM for `sentry-sim device --ca`.
+            extra["tls_root"] = str(self._root_path)
         return {
             **extra,
             "sentry_url": self.sentry_url,
@@ -637,14 +932,28 @@ class Lab:
         password: str | None = None,
         on_result: Callable[[StepResult], None] | None = None,
         request_timeout: float = 10.0,
+        client_certificate: Issued | None = None,
     ) -> DeviceRunner:
-        """A simulated device of ``user`` that talks to the gatekeeper."""
+        """A simulated device of ``user`` that talks to the gatekeeper.
+
+        In a TLS lab it trusts only the lab's root; ``client_certificate`` (from
+        ``device_identity``) is presented for mutual TLS."""
         identity = self.identity(
             user, device_id, version=version, form=form, device_type=device_type, password=password
         )
+        tls = self._device_tls
+        if client_certificate is not None:
+            root = self._require_tls()
+            assert tls is not None
+            tls = DeviceTls.from_root(
+                root,
+                identity=client_certificate,
+                ca_hint=tls.ca_hint,
+                client_hint=tls.client_hint,
+            )
         return DeviceRunner(
             DeviceClient(identity),
-            AiohttpTransport(self.session, self.sentry_url),
+            AiohttpTransport(self.session, self.sentry_url, tls=tls),
             self.clock,
             on_result=on_result,
             request_timeout=request_timeout,

@@ -251,34 +251,92 @@ class DeviceListLoaded(Event):
 
 Subscriber = Callable[[Event], None]
 
+#: An event not built yet: its kind, then its field values in ``attrs.fields`` order (a
+#: prefix: the fields left out take their defaults).
+Deferred = tuple[Any, ...]
+
+#: Field names per event kind, in ``attrs.fields`` order (``Deferred`` values follow it).
+_FIELD_NAMES: dict[type[Event], tuple[str, ...]] = {}
+
+
+def build(item: Event | Deferred) -> Event:
+    """The event ``item`` stands for (a ``Deferred`` is built; an event is itself)."""
+    if isinstance(item, Event):
+        return item
+    kind: type[Event] = item[0]
+    names = _FIELD_NAMES.get(kind)
+    if names is None:
+        names = _FIELD_NAMES[kind] = tuple(a.name for a in attrs.fields(kind))
+    if len(item) - 1 > len(names):
+        raise ValueError(f"deferred {kind.__name__}: at most {len(names)} values, got {item!r}")
+    # Fields past the values given keep their defaults.
+    return kind(**dict(zip(names, item[1:], strict=False)))
+
 
 @attrs.define(eq=False)
 class EventBus:
-    """Delivers each event to every subscriber, and keeps the latest ones for late readers."""
+    """Delivers each event to every subscriber, and keeps the latest ones for late readers.
+
+    Counting subscribers: a subscriber that is the bound method of an object with an
+    ``attach_bus(bus)`` method (``metrics.Metrics``) is told the bus when it subscribes, and
+    only counts events: it reads ``deferred_counts()`` and ``tallies()`` when it renders.
+    While no other subscriber listens (``quiet``), a producer on the hot path may hand the
+    bus a ``Deferred`` tuple instead of an event (``defer``): it is counted, numbered and kept
+    in the history like an emitted event, and built only if someone reads the history
+    (``recent``), so the admin API, the event stream numbers and the metrics see exactly what
+    they would have seen, at a fraction of the cost (a tuple instead of a frozen attrs
+    instance, no delivery).
+
+    Tallies: a producer that, by configuration, does not emit some events at all (the fast
+    lane with ``hot_path_events: false``) still says how many happened: ``add_tally(kind,
+    read)`` registers a function that returns that count, read by ``tallies()``.
+    """
 
     strict: bool = False
     history_size: int = 2000
     _subscribers: list[Subscriber] = attrs.field(factory=list)
-    _history: deque[Event] = attrs.field(init=False)
+    _history: deque[Event | Deferred] = attrs.field(init=False)
     _emitted: int = 0
+    #: The subscribers as a tuple, rebuilt on (un)subscribe: ``emit`` walks a snapshot, so a
+    #: subscriber may unsubscribe during delivery, without copying the list per event.
+    _delivery: tuple[Subscriber, ...] = attrs.field(init=False, default=())
+    _counting: list[Subscriber] = attrs.field(init=False, factory=list)
+    #: No subscriber but counting ones: ``defer`` may be used instead of ``emit``.
+    quiet: bool = attrs.field(init=False, default=True)
+    _deferred: dict[type[Event], int] = attrs.field(init=False, factory=dict)
+    _tallies: list[tuple[type[Event], Callable[[], int]]] = attrs.field(init=False, factory=list)
 
     def __attrs_post_init__(self) -> None:
         self._history = deque(maxlen=self.history_size)
+        self._changed()
+
+    def _changed(self) -> None:
+        self._delivery = tuple(self._subscribers)
+        self.quiet = all(s in self._counting for s in self._subscribers)
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Add ``subscriber``; the returned function removes it again."""
         self._subscribers.append(subscriber)
+        owner = getattr(subscriber, "__self__", None)
+        attach = getattr(owner, "attach_bus", None)
+        if callable(attach):
+            attach(self)
+            self._counting.append(subscriber)
+        self._changed()
 
         def unsubscribe() -> None:
             if subscriber in self._subscribers:
                 self._subscribers.remove(subscriber)
+                if subscriber in self._counting:
+                    self._counting.remove(subscriber)
+                self._changed()
 
         return unsubscribe
 
     def emit(self, event: Event) -> None:
         self._emitted += 1
         self._history.append(event)
-        for subscriber in tuple(self._subscribers):
+        for subscriber in self._delivery:
             try:
                 subscriber(event)
             except Exception:
@@ -286,6 +344,16 @@ class EventBus:
                     raise
                 # A broken observer must never break the proxy: log it and carry on.
                 logger.exception("event subscriber %r failed on %s", subscriber, event.kind)
+
+    def defer(self, item: Deferred) -> None:
+        """Emit the event ``item`` stands for without building it; only while ``quiet`` (the
+        caller checks: with another subscriber listening it must ``emit`` a built event), and
+        only for kinds counting subscribers count by kind alone (the hot path's requests)."""
+        self._emitted += 1
+        self._history.append(item)
+        deferred = self._deferred
+        kind = item[0]
+        deferred[kind] = deferred.get(kind, 0) + 1
 
     @property
     def emitted(self) -> int:
@@ -295,4 +363,27 @@ class EventBus:
     def recent(self, limit: int = 100) -> Iterator[Event]:
         """The latest ``limit`` events, oldest first."""
         items = list(self._history)
-        return iter(items[-limit:] if limit > 0 else [])
+        return iter([build(item) for item in (items[-limit:] if limit > 0 else [])])
+
+    def deferred_counts(self) -> dict[type[Event], int]:
+        """Per event kind, how many were emitted with ``defer`` (not seen by subscribers)."""
+        return dict(self._deferred)
+
+    def add_tally(self, kind: type[Event], read: Callable[[], int]) -> Callable[[], None]:
+        """Register ``read``: how many events of ``kind`` happened without being emitted at
+        all. The returned function removes it again (its count then stops being read)."""
+        entry = (kind, read)
+        self._tallies.append(entry)
+
+        def remove() -> None:
+            if entry in self._tallies:
+                self._tallies.remove(entry)
+
+        return remove
+
+    def tallies(self) -> dict[type[Event], int]:
+        """Per event kind, how many happened without being emitted (``add_tally``)."""
+        counts: dict[type[Event], int] = {}
+        for kind, read in self._tallies:
+            counts[kind] = counts.get(kind, 0) + read()
+        return counts

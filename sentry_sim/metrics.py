@@ -5,6 +5,17 @@ source, pushes, resyncs, upstream failures, provisions with the upstream, wait t
 render them, together with the gauges read from the running gatekeeper (records per state,
 outbox, UEM reachability), in the Prometheus text exposition format 0.0.4. It must not change
 anything it observes.
+
+Theory of operation: ``observe`` runs for every event, two per proxied hot-path request, so it
+only counts events per kind (a plain int per event class); the counters a kind always implies
+(its ``sentry_events_total`` line and, for request outcomes, ``sentry_requests_total``) are
+derived from those counts when the metrics are read. Only the kinds whose labels come from
+their fields (denials, decisions, reports...) build labelled keys per event. Requests the fast
+lane forwards without building events (``hot_path_events: false``) are not observed at all:
+the lane counts them and registers the count on the bus (``EventBus.add_tally``), and the
+bus's tallies, read at scrape time, are added to ``sentry_requests_total{outcome="forwarded"}``.
+Events the lane defers while the metrics are the bus's only subscriber (``EventBus.defer``)
+are not observed either: the bus counts them per kind and the metrics add those counts.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import attrs
 from sentry_sim.events import (
     DecisionApplied,
     Event,
+    EventBus,
     ProvisionAnswered,
     ReportFailed,
     ReportSent,
@@ -51,27 +63,63 @@ def _labels(labels: Mapping[str, str]) -> str:
     return "{" + inner + "}"
 
 
+_Key = tuple[str, tuple[tuple[str, str], ...]]
+
+#: Outcomes counted in ``sentry_requests_total`` by event kind alone.
+_OUTCOMES: Final[dict[type[Event], str]] = {
+    RequestForwarded: "forwarded",
+    RequestDenied: "denied",
+    ProvisionAnswered: "provision_answered",
+}
+#: Event kinds whose counters depend on their fields (``Metrics._by_fields``).
+_FIELD_LABELLED: Final = frozenset(
+    {
+        RequestDenied,
+        ReportSent,
+        ReportFailed,
+        DecisionApplied,
+        ResyncCompleted,
+        ResyncFailed,
+        UpstreamProvisioned,
+    }
+)
+
+
+def _key(name: str, **labels: str) -> _Key:
+    return (name, tuple(sorted(labels.items())))
+
+
 @attrs.define(eq=False)
 class Metrics:
     """An event subscriber that keeps counters."""
 
-    _counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = attrs.field(factory=Counter)
+    #: Counters whose labels come from event fields.
+    _counts: Counter[_Key] = attrs.field(factory=Counter)
+    #: Events seen per kind (a type hashes by identity: cheaper than a labelled key).
+    _kinds: dict[type[Event], int] = attrs.field(factory=dict)
+    _bus: EventBus | None = None
+
+    def attach_bus(self, bus: EventBus) -> None:
+        """Read ``bus``'s deferred counts and tallies when counting (``EventBus.subscribe``
+        calls this: the metrics are then a counting subscriber)."""
+        self._bus = bus
 
     def inc(self, name: str, **labels: str) -> None:
-        self._counts[(name, tuple(sorted(labels.items())))] += 1
+        self._counts[_key(name, **labels)] += 1
 
     def value(self, name: str, **labels: str) -> int:
-        return self._counts[(name, tuple(sorted(labels.items())))]
+        return self._all()[_key(name, **labels)]
 
     def observe(self, event: Event) -> None:
-        self.inc("sentry_events_total", kind=event.kind)
-        if isinstance(event, RequestForwarded):
-            self.inc("sentry_requests_total", outcome="forwarded")
-        elif isinstance(event, RequestDenied):
-            self.inc("sentry_requests_total", outcome="denied")
+        kind = type(event)
+        kinds = self._kinds
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if kind in _FIELD_LABELLED:
+            self._by_fields(event)
+
+    def _by_fields(self, event: Event) -> None:
+        if isinstance(event, RequestDenied):
             self.inc("sentry_denied_total", why=event.why)
-        elif isinstance(event, ProvisionAnswered):
-            self.inc("sentry_requests_total", outcome="provision_answered")
         elif isinstance(event, ReportSent):
             self.inc("sentry_reports_total", result="sent")
         elif isinstance(event, ReportFailed):
@@ -85,13 +133,34 @@ class Metrics:
         elif isinstance(event, UpstreamProvisioned):
             self.inc("sentry_upstream_provisions_total", result="ok" if event.ok else "failed")
 
+    def _all(self) -> Counter[_Key]:
+        """Every counter: the labelled ones, those derived from the kinds seen (observed, or
+        deferred on the bus: ``EventBus.defer``), and the requests counted on the bus without
+        events (``EventBus.tallies``)."""
+        counts = Counter(self._counts)
+        kinds = Counter(self._kinds)
+        if self._bus is not None:
+            kinds.update(self._bus.deferred_counts())
+        for kind, seen in kinds.items():
+            counts[_key("sentry_events_total", kind=kind.kind)] += seen
+            outcome = _OUTCOMES.get(kind)
+            if outcome is not None:
+                counts[_key("sentry_requests_total", outcome=outcome)] += seen
+        if self._bus is not None:
+            for kind, tallied in self._bus.tallies().items():
+                outcome = _OUTCOMES.get(kind)
+                if outcome is not None and tallied:
+                    counts[_key("sentry_requests_total", outcome=outcome)] += tallied
+        return counts
+
     def render(self, gauges: Iterable[tuple[str, str, Mapping[str, str], float]]) -> str:
         """The exposition text: the counters, then ``gauges`` (name, help, labels, value)."""
         lines: list[str] = []
+        counts = self._all()
         for name, help_text in _COUNTERS.items():
             lines.append(f"# HELP {name} {help_text}")
             lines.append(f"# TYPE {name} counter")
-            for (counted, labels), value in sorted(self._counts.items()):
+            for (counted, labels), value in sorted(counts.items()):
                 if counted == name:
                     lines.append(f"{name}{_labels(dict(labels))} {value}")
         seen: set[str] = set()

@@ -16,7 +16,8 @@ or large size (a demand from the upstream must be replayable from memory), and a
 is not byte for byte the current final key (the full path answers 142/144 or accepts a key with
 leading zeros). The expected key is ``PolicyGate.final_key`` (an HMAC). A ``ConnectionMemo`` per
 device connection keeps the last request line read and the last expected key, so a phone on a
-keep-alive connection pays for either once, not on every request.
+keep-alive connection pays for either once, not on every request; in pass-through mode the memo
+also keeps the line's verdict, a value every request of that line shares.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class ConnectionMemo:
         "policy_version",
         "record",
         "target",
+        "verdict",
         "version",
     )
 
@@ -61,6 +63,8 @@ class ConnectionMemo:
         self.record = ""
         self.policy_version = -1
         self.expected = b""
+        #: pass_through mode: the verdict of ``line`` (a value: every request of it shares it).
+        self.verdict: Verdict | None = None
 
     def read(
         self, target: bytes, version: bytes | None, authorization: bytes | None
@@ -83,6 +87,7 @@ class ConnectionMemo:
         self.version = version
         self.authorization = authorization
         self.line = line
+        self.verdict = None
         return line
 
 
@@ -135,7 +140,12 @@ class HotPath:
         if not self.uem_mode:
             record.requests += 1
             record.last_seen = now
-            return Verdict(line.key, line.command, KEEP)
+            if memo.line is not line:
+                return Verdict(line.key, line.command, KEEP)
+            verdict = memo.verdict
+            if verdict is None:
+                verdict = memo.verdict = Verdict(line.key, line.command, KEEP)
+            return verdict
         verdict = self._uem(line, record.policy_version, policy_key, body_length, memo)
         if verdict is not None:
             record.requests += 1

@@ -86,6 +86,7 @@ class UpstreamConnection(asyncio.Protocol):
         "encoded",
         "head_size",
         "idle_since",
+        "keep_alive",
         "length",
         "named",
         "parser",
@@ -103,6 +104,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.receiver: Receiver | None = None
         self.idle_since = 0.0
+        #: The answer whose head was read allows another request (``should_keep_alive``, read
+        #: once per answer).
+        self.keep_alive = False
         self.on_message_begin()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -182,6 +186,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        self.keep_alive = bool(self.parser.should_keep_alive())
         if self.receiver is not None:
             self.receiver.upstream_head(self)
 
@@ -194,11 +199,6 @@ class UpstreamConnection(asyncio.Protocol):
             self.receiver.upstream_done(self)
 
     # -- use -------------------------------------------------------------------------------
-    @property
-    def keep_alive(self) -> bool:
-        """The answer just completed allows another request on this connection."""
-        return bool(self.parser.should_keep_alive())
-
     def write(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(data)

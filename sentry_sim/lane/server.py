@@ -40,8 +40,10 @@ Theory of operation:
   replays it; the device sees only that answer.
 - Events: with ``hot_path_events`` on (the default), a hot-path request emits
   ``RequestReceived`` and ``RequestForwarded`` (and ``UpstreamFailed``) like the full path;
-  off, the hot path emits nothing and only counts (``Lane.forwarded``). Nothing is logged on
-  the hot path either way.
+  while the metrics are the bus's only subscriber they are deferred (``EventBus.defer``: kept
+  unbuilt in the history, counted per kind), which every reader sees the same. Off, the hot
+  path emits nothing and only counts (``Lane.forwarded``, and ``Lane.unannounced`` as a tally
+  on the bus, so the metrics still count the requests). Nothing is logged on the hot path.
 - An idle sweep closes device connections idle for ``KEEPALIVE_S`` and pooled upstream ones
   idle for 30 s.
 """

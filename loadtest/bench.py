@@ -17,8 +17,9 @@ Theory of operation:
   the backend directly and through the gatekeeper; the added p99 is the difference.
 - Device list: the lookup path (request line -> record -> verdict) with 1k and 1M records
   in memory, and the bytes each record costs (RSS delta and tracemalloc).
-- First-access storm: N new devices against a lab; decisions per second and the UEM's count
-  of reports per device (each must be 1).
+- First-access storm: N new devices against the UEM and the gatekeeper as deployed (each in
+  its own process, pinned); decisions per second and the UEM's count of reports per device
+  (each must be 1); the same storm against an in-process lab as a second, unjudged line.
 - Held Pings: hot-path throughput with N Pings held open through the gatekeeper vs none.
 """
 
@@ -118,7 +119,12 @@ class LookupResult:
 
 @attrs.frozen(kw_only=True)
 class StormResult:
-    """A first-access storm against a lab."""
+    """A first-access storm: N new devices, each sending one first request.
+
+    ``mode`` "deployed": ``sentry-sim uem``, ``sentry-sim sentry`` and the load generator in
+    processes of their own, pinned as ``placement`` says; "lab": the UEM and the gatekeeper
+    in one in-process lab. Reports are counted at the UEM, per device.
+    """
 
     devices: int
     seconds: float
@@ -126,10 +132,25 @@ class StormResult:
     reported_twice: int
     never_reported: int
     failed_requests: int
+    mode: str = "lab"
+    placement: str = ""
+    #: CPU time each process spent per decision, in ms (deployed mode).
+    cpu_ms_per_decision: dict[str, float] = attrs.field(factory=dict)
 
     @property
     def decisions_per_s(self) -> float:
         return self.devices / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        where = f"{self.mode}" + (f", {self.placement}" if self.placement else "")
+        cpu = ", ".join(f"{k} {v:.3f}" for k, v in self.cpu_ms_per_decision.items())
+        return (
+            f"first-access storm {self.devices:,} devices ({where}): "
+            f"{self.decisions_per_s:,.0f} decisions/s, {self.reports:,} reports "
+            f"({self.reported_twice} twice, {self.never_reported} never, "
+            f"{self.failed_requests} failed requests)"
+            + (f"; CPU ms/decision: {cpu}" if cpu else "")
+        )
 
 
 class BenchRunner(Protocol):
@@ -151,7 +172,13 @@ class BenchRunner(Protocol):
 
     def lookup(self, records: int) -> LookupResult: ...
 
-    def storm(self, devices: int) -> StormResult: ...
+    def storm(self, devices: int) -> StormResult:
+        """The storm as deployed: UEM, gatekeeper and load generator in separate processes."""
+        ...
+
+    def storm_lab(self, devices: int) -> StormResult:
+        """The same storm against an in-process lab (the second, for comparison, line)."""
+        ...
 
     def held_pings(self, count: int) -> AbstractContextManager[int]:
         """Hold ``count`` Pings through the ping gatekeeper while the block runs (yields how
@@ -190,6 +217,7 @@ class BenchReport:
     latency: dict[str, WrkResult] = attrs.field(factory=dict)
     lookups: list[LookupResult] = attrs.field(factory=list)
     storm: StormResult | None = None
+    storm_lab: StormResult | None = None
     pings: dict[str, Any] = attrs.field(factory=dict)
     checks: list[Check] = attrs.field(factory=list)
 
@@ -206,9 +234,8 @@ class BenchReport:
             },
             "latency": {name: attrs.asdict(r) for name, r in self.latency.items()},
             "device_list": [attrs.asdict(r) for r in self.lookups],
-            "storm": None
-            if self.storm is None
-            else {**attrs.asdict(self.storm), "decisions_per_s": self.storm.decisions_per_s},
+            "storm": _storm_json(self.storm),
+            "storm_lab": _storm_json(self.storm_lab),
             "held_pings": self.pings,
             "checks": [{**attrs.asdict(c), "ok": c.ok} for c in self.checks],
         }
@@ -231,13 +258,9 @@ class BenchReport:
                 f"requests/s in process, {lookup.lookups_per_s:>9,.0f} lookups/s, "
                 f"{lookup.bytes_per_record:4.0f} bytes/record"
             )
-        if self.storm is not None:
-            s = self.storm
-            lines.append(
-                f"  first-access storm {s.devices:,} devices: {s.decisions_per_s:,.0f} "
-                f"decisions/s, {s.reports:,} reports ({s.reported_twice} twice, "
-                f"{s.never_reported} never, {s.failed_requests} failed requests)"
-            )
+        for storm in (self.storm, self.storm_lab):
+            if storm is not None:
+                lines.append(f"  {storm.line()}")
         if self.pings:
             lines.append(
                 f"  held Pings: {self.pings.get('held', 0):,} held; hot path "
@@ -255,6 +278,12 @@ class BenchReport:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, sort_keys=True)
+
+
+def _storm_json(storm: StormResult | None) -> dict[str, Any] | None:
+    if storm is None:
+        return None
+    return {**attrs.asdict(storm), "decisions_per_s": storm.decisions_per_s}
 
 
 def median(values: list[float]) -> float:
@@ -275,6 +304,7 @@ def run_bench(settings: BenchSettings, runner: BenchRunner) -> BenchReport:
         for size in settings.list_sizes:
             report.lookups.append(runner.lookup(size))
         report.storm = runner.storm(settings.storm_devices)
+        report.storm_lab = runner.storm_lab(settings.storm_devices)
         _pings(settings, runner, report)
     finally:
         runner.close()

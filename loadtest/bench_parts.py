@@ -2,9 +2,12 @@
 
 Responsibility: the parts of ``sentry-sim bench`` that must run in a process of their own (so
 their memory, their core and their file descriptors are theirs): the device-list lookup micro
-benchmark (``lookup``), the first-access storm against an in-process lab (``storm``), a
-backend that answers at once but holds Pings (``backend``), and a client that holds Pings open
-through a gatekeeper (``pings``). Each prints one JSON line or writes a status file; none
+benchmark (``lookup``), the first-access storm (``storm``: by default as deployed, with
+``sentry-sim uem`` (``storm-uem``: its app and server plus a report counter),
+``sentry-sim sentry`` and the load generator (``storm-client``) in three processes, each
+pinned to a core; ``--mode lab`` against an in-process lab), a backend that answers at once
+but holds Pings (``backend``), and a client that holds Pings open through a gatekeeper
+(``pings``). Each prints one JSON line or writes a status file; none
 decides what the figures mean (``bench`` does). Loopback only.
 """
 
@@ -18,14 +21,18 @@ import gc
 import json
 import os
 import random
+import secrets
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import attrs
 import httptools
 
 #: The initial Provision of a 14.1 device asking for the EAS policy (MS-ASPROV 4.1.1), WBXML.
@@ -173,11 +180,16 @@ def storm_lab_yaml(users: int) -> str:
     return (
         f"users:\n{listed}\n"
         "uem:\n  auto_block_unregistered: false\n  max_devices_per_mailbox: null\n"
-        "sentry:\n  first_access_wait_s: 30\n"
+        + STORM_SENTRY_YAML
     )
 
 
-async def _storm(devices: int, client_core: int | None) -> dict[str, Any]:
+#: The gatekeeper's settings in the storm (the defaults otherwise: uem policy mode, fast lane).
+STORM_SENTRY_YAML: Final = "sentry:\n  first_access_wait_s: 30\n"
+
+
+async def _storm_lab(devices: int, client_core: int | None) -> dict[str, Any]:
+    """The storm against an in-process lab (UEM, gatekeeper and Exchange in this process)."""
     import yaml
 
     from scenarios.lab import Lab, LabConfig
@@ -193,23 +205,17 @@ async def _storm(devices: int, client_core: int | None) -> dict[str, Any]:
                 reports[event.device_id.lower()] += 1
 
         lab.uem_events.subscribe(count)
-        cmd = [
-            sys.executable,
-            "-m",
-            "loadtest.bench_parts",
-            "storm-client",
-            "--url",
-            lab.sentry_url,
-            "--devices",
-            str(devices),
-        ]
-        if client_core is not None:
-            cmd = ["taskset", "-c", str(client_core), *cmd]
+        cmd = [*_pinned(client_core), *_part("storm-client", "--url", lab.sentry_url)]
+        cmd += ["--devices", str(devices)]
         proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
         out, _ = await proc.communicate()
         client = json.loads(out.decode().strip().splitlines()[-1])
         await asyncio.sleep(0.5)
-    expected = {f"storm{i:08d}" for i in range(devices)}
+    return {"mode": "lab", **_storm_figures(devices, client, reports)}
+
+
+def _storm_figures(devices: int, client: dict[str, Any], reports: Counter[str]) -> dict[str, Any]:
+    expected = {storm_device(i) for i in range(devices)}
     return {
         "devices": devices,
         "seconds": client["seconds"],
@@ -218,6 +224,190 @@ async def _storm(devices: int, client_core: int | None) -> dict[str, Any]:
         "reported_twice": sum(1 for k in expected if reports.get(k, 0) > 1),
         "never_reported": sum(1 for k in expected if reports.get(k, 0) == 0),
     }
+
+
+def storm_device(i: int) -> str:
+    """The device id of the storm's ``i``-th device (as the UEM's events spell it: lower case)."""
+    return f"storm{i:08d}"
+
+
+def _pinned(core: int | None) -> list[str]:
+    return [] if core is None else ["taskset", "-c", str(core)]
+
+
+def _part(name: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "loadtest.bench_parts", name, *args]
+
+
+@attrs.frozen(kw_only=True)
+class StormPlacement:
+    """Which core each process of the deployed storm runs on (``None``: not pinned)."""
+
+    gatekeeper: int | None
+    uem: int | None
+    client: int | None
+
+    @classmethod
+    def parse(cls, text: str) -> StormPlacement:
+        """``gatekeeper=0,uem=1,client=1`` (a missing name or ``-`` means not pinned)."""
+        cores: dict[str, int | None] = {"gatekeeper": None, "uem": None, "client": None}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, value = item.partition("=")
+            if not sep or name not in cores:
+                raise ValueError(
+                    f"storm placement: expected name=core with name one of "
+                    f"{', '.join(cores)}, got {item!r}"
+                )
+            if value != "-" and not value.isdigit():
+                raise ValueError(
+                    f"storm placement: {name}: expected a core number or -, got {value!r}"
+                )
+            cores[name] = None if value == "-" else int(value)
+        return cls(**cores)
+
+    def text(self) -> str:
+        def core(c: int | None) -> str:
+            return "-" if c is None else str(c)
+
+        return f"gatekeeper={core(self.gatekeeper)},uem={core(self.uem)},client={core(self.client)}"
+
+
+def default_storm_placement() -> str:
+    """The gatekeeper on the first core this process may use, the UEM and the load generator
+    on the second (docs/performance.md says why); nothing pinned with fewer than two."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return "gatekeeper=-,uem=-,client=-"
+    return f"gatekeeper={cores[0]},uem={cores[1]},client={cores[1]}"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if path.exists():
+            data: dict[str, Any] = json.loads(path.read_text())
+            return data
+        if proc.poll() is not None:
+            raise SystemExit(f"storm: {what} exited with {proc.returncode} before it was ready")
+        time.sleep(0.05)
+    raise SystemExit(f"storm: {what} was not ready within 60 s")
+
+
+def _storm_deployed(devices: int, placement: StormPlacement) -> dict[str, Any]:
+    """The storm as users run it: ``sentry-sim uem`` and ``sentry-sim sentry`` in processes of
+    their own, the load generator in a third, each pinned as ``placement`` says."""
+    root = str(Path(__file__).resolve().parents[1])
+    with tempfile.TemporaryDirectory(prefix="sentry-sim-storm-") as tmp:
+        directory = Path(tmp)
+        lab = directory / "lab.yaml"
+        lab.write_text(storm_lab_yaml(storm_users(devices)), encoding="utf-8")
+        # The gatekeeper reads only its own section (not the users, as a real one would not).
+        gatekeeper = directory / "sentry.yaml"
+        gatekeeper.write_text(STORM_SENTRY_YAML, encoding="utf-8")
+        procs: list[subprocess.Popen[bytes]] = []
+        log = (directory / "procs.log").open("wb")
+
+        def spawn(cmd: list[str]) -> subprocess.Popen[bytes]:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+            procs.append(proc)
+            return proc
+
+        try:
+            uem_ready, counts = directory / "uem.json", directory / "counts.json"
+            uem = spawn(
+                [
+                    *_pinned(placement.uem),
+                    *_part("storm-uem", "--config", str(lab), "--ready-file", str(uem_ready)),
+                    "--counts-file",
+                    str(counts),
+                ]
+            )
+            uem_url = _wait_file(uem_ready, uem, "the UEM")["uem_url"]
+            sentry_ready = directory / "sentry.json"
+            sentry = spawn(
+                [
+                    *_pinned(placement.gatekeeper),
+                    sys.executable,
+                    "-m",
+                    "scenarios.cli",
+                    "sentry",
+                    "--config",
+                    str(gatekeeper),
+                    "--uem",
+                    uem_url,
+                    # uem policy mode answers the Provision itself: the upstream is never asked.
+                    "--upstream",
+                    "http://127.0.0.1:9",
+                    "--ready-file",
+                    str(sentry_ready),
+                ]
+            )
+            sentry_url = _wait_file(sentry_ready, sentry, "the gatekeeper")["sentry_url"]
+            # Let the gatekeeper register its push URL and finish its start-up pull.
+            time.sleep(1.0)
+            cpu_before = {"uem": _cpu_seconds(uem.pid), "gatekeeper": _cpu_seconds(sentry.pid)}
+            client_cmd = [*_pinned(placement.client), *_part("storm-client", "--url", sentry_url)]
+            done = subprocess.run(
+                [*client_cmd, "--devices", str(devices)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=root,
+            )
+            client = json.loads(done.stdout.strip().splitlines()[-1])
+            cpu = {
+                "uem": _cpu_seconds(uem.pid) - cpu_before["uem"],
+                "gatekeeper": _cpu_seconds(sentry.pid) - cpu_before["gatekeeper"],
+                "client": float(client["cpu_seconds"]),
+            }
+            for proc in (sentry, uem):
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+            reports: Counter[str] = Counter(json.loads(counts.read_text()))
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            log.close()
+    return {
+        "mode": "deployed",
+        "placement": placement.text(),
+        "cpu_ms_per_decision": {k: round(1000 * v / devices, 3) for k, v in cpu.items()},
+        **_storm_figures(devices, client, reports),
+    }
+
+
+async def _storm_uem(config: str, ready_file: str, counts_file: str) -> None:
+    """``sentry-sim uem``'s app and server, plus one subscriber counting the reports it takes
+    per device; the counts are written at SIGTERM, after the app stopped."""
+    from scenarios.cli_uem import load_config
+    from scenarios.serving import start_site, wait_for_shutdown_signal, write_ready_file
+    from uem_sim.app import make_app
+    from uem_sim.events import EventBus, RecordReported
+
+    reports: Counter[str] = Counter()
+
+    def count(event: Any) -> None:
+        if isinstance(event, RecordReported):
+            reports[event.device_id.lower()] += 1
+
+    bus = EventBus()
+    bus.subscribe(count)
+    app = make_app(load_config(config, None), admin_token=secrets.token_urlsafe(16), events=bus)
+    site = await start_site(app, "127.0.0.1", 0)
+    try:
+        write_ready_file(ready_file, {"uem_url": site.url})
+        await wait_for_shutdown_signal()
+    finally:
+        await site.stop()
+    Path(counts_file).write_text(json.dumps(reports))  # noqa: ASYNC240
 
 
 async def _storm_client(url: str, devices: int, connections: int = 200) -> dict[str, Any]:
@@ -233,7 +423,7 @@ async def _storm_client(url: str, devices: int, connections: int = 200) -> dict[
             while queue:
                 i = queue.pop()
                 user = i % users
-                path = target(f"u{user}", f"storm{i:08d}", "Provision")
+                path = target(f"u{user}", storm_device(i), "Provision")
                 auth = base64.b64encode(f"u{user}:pw{user}".encode()).decode()
                 writer.write(
                     f"POST {path} HTTP/1.1\r\nHost: bench\r\nMS-ASProtocolVersion: 14.1\r\n"
@@ -249,8 +439,13 @@ async def _storm_client(url: str, devices: int, connections: int = 200) -> dict[
             writer.close()
 
     started = time.perf_counter()
+    cpu = time.process_time()
     await asyncio.gather(*(worker() for _ in range(connections)))
-    return {"seconds": time.perf_counter() - started, "failed": failed}
+    return {
+        "seconds": time.perf_counter() - started,
+        "failed": failed,
+        "cpu_seconds": time.process_time() - cpu,
+    }
 
 
 async def _read_answer(reader: asyncio.StreamReader) -> int:
@@ -352,7 +547,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--records", type=int, required=True)
     p = sub.add_parser("storm")
     p.add_argument("--devices", type=int, required=True)
-    p.add_argument("--client-core", type=int, default=None)
+    p.add_argument(
+        "--mode",
+        choices=("deployed", "lab"),
+        default="deployed",
+        help="deployed: UEM, gatekeeper and load generator in separate processes; lab: the "
+        "UEM and the gatekeeper in one in-process lab",
+    )
+    p.add_argument(
+        "--placement",
+        default=None,
+        help="deployed mode: cores, e.g. gatekeeper=0,uem=1,client=1 (- for not pinned); "
+        "default: the gatekeeper on the first core, the UEM and the client on the second",
+    )
+    p.add_argument("--client-core", type=int, default=None, help="lab mode: the client's core")
+    p = sub.add_parser("storm-uem")
+    p.add_argument("--config", required=True)
+    p.add_argument("--ready-file", required=True)
+    p.add_argument("--counts-file", required=True)
     p = sub.add_parser("storm-client")
     p.add_argument("--url", required=True)
     p.add_argument("--devices", type=int, required=True)
@@ -368,8 +580,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.part == "lookup":
         print(json.dumps(uvloop.run(_lookup(args.records))), flush=True)
+    elif args.part == "storm" and args.mode == "lab":
+        print(json.dumps(uvloop.run(_storm_lab(args.devices, args.client_core))), flush=True)
     elif args.part == "storm":
-        print(json.dumps(uvloop.run(_storm(args.devices, args.client_core))), flush=True)
+        placement = StormPlacement.parse(args.placement or default_storm_placement())
+        print(json.dumps(_storm_deployed(args.devices, placement)), flush=True)
+    elif args.part == "storm-uem":
+        uvloop.run(_storm_uem(args.config, args.ready_file, args.counts_file))
     elif args.part == "storm-client":
         print(json.dumps(uvloop.run(_storm_client(args.url, args.devices))), flush=True)
     elif args.part == "backend":

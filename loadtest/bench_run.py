@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Final
 
 from loadtest.bench import STATIC, LookupResult, StormResult, WrkResult
-from loadtest.bench_parts import BENCH_PASSWORD, BENCH_USER, target
+from loadtest.bench_parts import BENCH_PASSWORD, BENCH_USER, StormPlacement, target
 
 #: Where wrk's one connection waits after each answer in a paced run (ms).
 PACED_DELAY_MS: Final = 1
@@ -307,11 +307,28 @@ class SystemRunner:
         return LookupResult(**data)
 
     def storm(self, devices: int) -> StormResult:
+        # The gatekeeper on the proxies' core, the UEM and the load generator on the other
+        # (bench_parts pins each process itself).
+        placement = StormPlacement(
+            gatekeeper=_core(self.proxy_core),
+            uem=_core(self.load_core),
+            client=_core(self.load_core),
+        )
         cmd = [sys.executable, "-m", "loadtest.bench_parts", "storm", "--devices", str(devices)]
+        cmd += ["--placement", placement.text()]
+        return self._storm(cmd)
+
+    def storm_lab(self, devices: int) -> StormResult:
+        cmd = [sys.executable, "-m", "loadtest.bench_parts", "storm", "--mode", "lab"]
+        cmd += ["--devices", str(devices)]
         if self.load_core is not None:
             cmd += ["--client-core", self.load_core]
         if self.proxy_core is not None:
             cmd = ["taskset", "-c", self.proxy_core, *cmd]
+        return self._storm(cmd)
+
+    @staticmethod
+    def _storm(cmd: list[str]) -> StormResult:
         done = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=_root())
         return StormResult(**json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -376,6 +393,10 @@ class SystemRunner:
                 proc.wait()
         self.procs.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _core(core: str | None) -> int | None:
+    return None if core is None else int(core)
 
 
 def _sbin(name: str) -> str | None:

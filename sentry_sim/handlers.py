@@ -44,7 +44,7 @@ from activesync.answers import (
     remote_wipe_needed_answer,
     status_answer,
 )
-from activesync.commands.provision import ProvisionRequest
+from activesync.commands.provision import ProvisionDoc, ProvisionRequest, ProvisionResponse
 from activesync.errors import ActiveSyncError, QueryError
 from activesync.query import EasRequest, parse_policy_key, parse_request
 from activesync.status import Status
@@ -276,9 +276,72 @@ async def _provision(
     )
     return web.Response(
         status=200,
-        body=encode(answer.response.to_element()),
+        body=PROVISION_BODIES.encode(answer.response),
         headers={"Content-Type": WBXML_CONTENT_TYPE},
     )
+
+
+class ProvisionBodies:
+    """WBXML of Provision answers, each shape encoded once and reused with another key.
+
+    Every device's phase-1 answer is the same policy document under a different temporary
+    key, and building and encoding the document's element tree is most of the gatekeeper's
+    own work in a first-access storm. WBXML carries text inline and NUL-terminated (STR_I,
+    no length prefix, no string table: ``activesync.wbxml.encoder``), so the encoding of an
+    answer is the encoding of the same answer under a marker key with the marker's bytes
+    replaced by the key's. The first use of each shape checks exactly that against a direct
+    encoding; a shape that does not split cleanly is always encoded directly.
+    """
+
+    #: A key no answer carries (keys are decimal uint32s): marks the key's place.
+    MARKER: Final = "sentry-sim-policy-key"
+    #: Shapes kept (the policy versions and protocol versions in use make a handful).
+    MAX_SHAPES: Final = 256
+
+    def __init__(self) -> None:
+        self._shapes: dict[tuple[object, ...], tuple[ProvisionDoc | None, bytes, bytes] | None] = {}
+
+    def encode(self, response: ProvisionResponse) -> bytes:
+        key = response.policy_key
+        if key is None:
+            return encode(response.to_element())
+        doc = response.doc
+        # The doc by identity (the policy gate keeps one per policy version; the entry keeps
+        # it alive, so its id cannot be reused while cached); everything else by value.
+        shape = (
+            id(doc),
+            response.status,
+            response.policy_type,
+            response.policy_status,
+            response.wap_doc,
+            response.remote_wipe,
+            response.account_only_remote_wipe,
+            response.device_information_status,
+        )
+        if shape not in self._shapes:
+            return self._learn(shape, response)
+        parts = self._shapes[shape]
+        if parts is None or parts[0] is not doc:
+            return encode(response.to_element())
+        return parts[1] + key.encode("ascii") + parts[2]
+
+    def _learn(self, shape: tuple[object, ...], response: ProvisionResponse) -> bytes:
+        direct = encode(response.to_element())
+        if len(self._shapes) >= self.MAX_SHAPES:
+            self._shapes.clear()
+        marked = encode(attrs.evolve(response, policy_key=self.MARKER).to_element())
+        marker = self.MARKER.encode("ascii")
+        parts: tuple[ProvisionDoc | None, bytes, bytes] | None = None
+        if marked.count(marker) == 1:
+            head, _, tail = marked.partition(marker)
+            if head + str(response.policy_key).encode("ascii") + tail == direct:
+                parts = (response.doc, head, tail)
+        self._shapes[shape] = parts
+        return direct
+
+
+#: The gatekeeper's Provision answer encoder (a cache of pure values: one per process).
+PROVISION_BODIES: Final = ProvisionBodies()
 
 
 async def _forward(

@@ -10,8 +10,9 @@ anything or know about HTTP.
 Theory of operation: one SQLite file, ``<state_dir>/sentry.sqlite3``, in WAL mode (or an
 in-memory database when no state_dir is configured, so the code path is the same). The device
 list is written as a whole snapshot in one transaction (periodically and at shutdown; the
-caller runs it in a worker thread, hence the lock); outbox rows and upstream keys are written
-through at once, because a report must not be lost if the process dies before the next
+caller runs it in a worker thread, hence the lock). Outbox rows are written before a report's
+first attempt (``outbox_apply``: the reports of one loop iteration in one transaction) and
+upstream keys at once, because a report must not be lost if the process dies before the next
 snapshot, and an upstream key forgotten would cost the upstream a new partnership round.
 """
 
@@ -56,6 +57,10 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 );
 """
+
+
+#: One outbox change: (record key, report JSON or None to drop the row, queued_at).
+OutboxWrite = tuple[str, str | None, float]
 
 
 @attrs.frozen
@@ -136,6 +141,26 @@ class Store:
                 "INSERT OR IGNORE INTO outbox (key, payload, queued_at) VALUES (?, ?, ?)",
                 (key, payload, queued_at),
             )
+
+    def outbox_apply(self, writes: Iterable[OutboxWrite]) -> None:
+        """Queue and drop reports in order, in one transaction (a None payload drops)."""
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN")
+            try:
+                for key, payload, queued_at in writes:
+                    if payload is None:
+                        db.execute("DELETE FROM outbox WHERE key = ?", (key,))
+                    else:
+                        db.execute(
+                            "INSERT OR IGNORE INTO outbox (key, payload, queued_at)"
+                            " VALUES (?, ?, ?)",
+                            (key, payload, queued_at),
+                        )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def outbox_attempted(self, key: str) -> None:
         with self._lock:

@@ -98,9 +98,21 @@ class Reason(enum.IntFlag):
 ALL_REASONS: Final[int] = sum(r.value for r in Reason)
 
 
+#: (bit, name) of every reason, in bit order (read once: enum member access is slow).
+_REASON_BITS: Final = tuple((r.value, r.name) for r in Reason if r.name is not None)
+#: ``reason_names`` of every mask of known bits, filled as masks are met (at most 1,024).
+_NAMES_OF: Final[dict[int, tuple[str, ...]]] = {}
+
+
 def reason_names(mask: int) -> tuple[str, ...]:
     """The names of the bits set in ``mask``, in bit order: ``0x81`` -> (COMPROMISED, PER_...)."""
-    return tuple(r.name for r in Reason if r.name is not None and mask & r.value)
+    names = _NAMES_OF.get(mask)
+    if names is None:
+        names = tuple(name for bit, name in _REASON_BITS if mask & bit)
+        if 0 <= mask <= ALL_REASONS:
+            # Every decision carries a mask; caching bounds the work to one walk per mask.
+            _NAMES_OF[mask] = names
+    return names
 
 
 class AccessState(enum.Enum):
@@ -265,6 +277,11 @@ class ActiveSyncPolicy:
         obj = _object(data, path)
         version = _int(obj, "version", path, minimum=1)
         raw = _object(_field(obj, "settings", path), f"{path}.settings")
+        # Every decision carries the policy and it rarely changes: the last one decoded is
+        # reused when the input is the same, type for type (``1 == True`` must not match).
+        last = _LAST_POLICY.get(cls)
+        if last is not None and last[0] == version and _same_settings(last[1], raw):
+            return last[2]  # type: ignore[return-value]
         if len(raw) > _MAX_SETTINGS:
             raise ContractError(
                 f"{path}.settings", f"at most {_MAX_SETTINGS} settings, got {len(raw)}"
@@ -275,7 +292,25 @@ class ActiveSyncPolicy:
             if not _SETTING_NAME.fullmatch(name):
                 raise ContractError(where, "expected a setting name like DevicePasswordEnabled")
             settings[name] = _valid_setting_value(value, where)
-        return cls(version=version, settings=settings)
+        policy = cls(version=version, settings=settings)
+        _LAST_POLICY[cls] = (version, dict(raw), policy)
+        return policy
+
+
+#: The last ``ActiveSyncPolicy`` each class decoded: (version, raw settings, policy).
+_LAST_POLICY: Final[dict[type[ActiveSyncPolicy], tuple[int, dict[str, Any], ActiveSyncPolicy]]] = {}
+
+
+def _same_settings(known: Mapping[str, Any], raw: Mapping[str, Any]) -> bool:
+    if len(known) != len(raw):
+        return False
+    for name, value in raw.items():
+        if name not in known:
+            return False
+        other = known[name]
+        if type(other) is not type(value) or other != value:
+            return False
+    return True
 
 
 @attrs.frozen(kw_only=True)
@@ -298,7 +333,17 @@ class ReportRequest:
     correlation_id: str = attrs.field(default="", validator=_bounded(_MAX_NAME))
 
     def to_dict(self) -> dict[str, Any]:
-        return attrs.asdict(self)
+        return {
+            "gatekeeper_id": self.gatekeeper_id,
+            "user": self.user,
+            "device_id": self.device_id,
+            "device_type": self.device_type,
+            "protocol_version": self.protocol_version,
+            "user_agent": self.user_agent,
+            "model": self.model,
+            "seen_at": self.seen_at,
+            "correlation_id": self.correlation_id,
+        }
 
     @classmethod
     def from_dict(cls, data: object, path: str = "$") -> Self:

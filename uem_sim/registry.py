@@ -17,9 +17,11 @@ Theory of operation:
   each one the devices already holding a slot. Methods never await, so in the single-threaded
   shell a report runs start to finish before the next begins: no race can exceed the limit.
 * Re-evaluation. Anything that can change a decision re-evaluates the mailboxes concerned:
-  a report, a check-in or posture change, an enrolment that links an unlinked record, a slot
-  freed by a removal, a wipe or a block, an admin action, a policy change (all mailboxes), and
-  the periodic compliance check (all mailboxes, against ``now``: out of contact).
+  a report (only the reported record, unless the others can change: ``_decide_reported``
+  says exactly when), a check-in or posture change, an enrolment that links an unlinked
+  record, a slot freed by a removal, a wipe or a block, an admin action, a policy change
+  (all mailboxes), and the periodic compliance check (all mailboxes, against ``now``: out of
+  contact).
 * Persistence. Mutated keys are remembered; ``take_delta()`` hands them to the store.
 """
 
@@ -35,6 +37,7 @@ from uem_sim.contract import (
     AccessState,
     ChangesResponse,
     DecisionMessage,
+    Reason,
     ReportRequest,
 )
 from uem_sim.errors import Conflict, NotFound
@@ -66,6 +69,9 @@ class Changes:
     since: int
     version: int
     records: tuple[EasRecord, ...]
+    #: A report's changes: (the reporting gatekeeper, the reported record). That gatekeeper
+    #: has the record's decision in the report's answer and needs no push of it.
+    reported: tuple[str, RecordKey] | None = None
 
     def then(self, later: Changes) -> Changes:
         """This and a later operation's changes as one (a record's later decision wins)."""
@@ -335,11 +341,13 @@ class Registry:
                 last_seen=now,
             )
         self._put(record)
-        changed = self._reevaluate(mailbox, now)
+        changed = self._decide_reported(record, now)
         return ReportOutcome(
             record=self.records[key],
             first_report=existing is None,
-            changes=Changes(since, self.version, tuple(changed)),
+            changes=Changes(
+                since, self.version, tuple(changed), reported=(request.gatekeeper_id, key)
+            ),
         )
 
     def register_gatekeeper(self, gatekeeper_id: str, push_url: str) -> None:
@@ -551,6 +559,83 @@ class Registry:
             del self.tombstones[oldest.key]
             self.tombstone_floor = max(self.tombstone_floor, oldest.version)
             self._dirty_records.add(oldest.key)
+
+    def _decide_reported(self, record: EasRecord, now: float) -> list[EasRecord]:
+        """Decide a reported record; the mailbox's other records only when they can change.
+
+        Gives exactly what ``_reevaluate(record.mailbox, now)`` gives (the property test in
+        tests/uem_sim/test_registry_incremental.py compares the two), without re-deciding
+        every record of the mailbox on every report. Why that is exact: after any
+        ``_reevaluate`` the mailbox's stored decisions are its fixed point (allowed records
+        never exceed the limit, so a second pass hands every record the same verdict), and a
+        report changes none of a decision's inputs (device, override, policy) but ``now`` and
+        the reported record's presence. So the other records keep their decisions unless
+
+        * time moved one of them across the out-of-contact line (checked per record below:
+          the stored DEVICE_OUT_OF_CONTACT bit against ``now``), or
+        * the reported record, already known, changes its own decision: the records after it
+          in slot order then see different slot holders.
+
+        A new record sorts last in slot order (it is not allowed yet and has the highest
+        ``seq``), so it takes the slots the allowed records leave and changes nobody else. In
+        the two cases above the whole mailbox is re-evaluated as before.
+        """
+        mailbox = record.mailbox
+        others = [
+            self.records[(mailbox, i)] for i in self._by_mailbox[mailbox] if i != record.device_id
+        ]
+        if any(self._crossed_out_of_contact(other, now) for other in others):
+            return self._reevaluate(mailbox, now)
+        # Slot order, as ``_reevaluate`` walks it: the allowed records (oldest first) hold
+        # slots before any record that is not allowed; an allowed record sees only older ones.
+        mine_allowed = record.version != 0 and record.state is AccessState.ALLOW
+        holders = tuple(
+            other.device_id
+            for other in sorted(others, key=lambda r: r.seq)
+            if other.state is AccessState.ALLOW and (not mine_allowed or other.seq < record.seq)
+        )
+        device = self.devices.get(record.key)
+        slots = MailboxSlots(self.policy.max_devices_per_mailbox, holders)
+        decision = decide(record, device, self.policy, slots, now)
+        registered = device is not None
+        if record.version != 0:
+            if (
+                decision.state is record.state
+                and decision.reasons == record.reasons
+                and registered == record.registered
+            ):
+                return []
+            # Its slot changes hands: the records after it may change too.
+            return self._reevaluate(mailbox, now)
+        self.version += 1
+        record = attrs.evolve(
+            record,
+            state=decision.state,
+            reasons=decision.reasons,
+            explanation=decision.explanation,
+            trace=decision.trace,
+            registered=registered,
+            decided_at=now,
+            version=self.version,
+        )
+        self._put(record)
+        return [record]
+
+    def _crossed_out_of_contact(self, record: EasRecord, now: float) -> bool:
+        """Whether deciding ``record`` at ``now`` would flip its out-of-contact verdict (the
+        one rule that reads the clock; ``policy.compliance`` computes it the same way)."""
+        maximum = self.policy.security.max_days_out_of_contact
+        if maximum is None:
+            return False
+        override = record.override
+        if override is not None and override.action is OverrideAction.ALLOW:
+            # An admin allow clears every compliance reason: lateness cannot show.
+            return False
+        device = self.devices.get(record.key)
+        if device is None:
+            return False
+        late = max(0.0, now - device.last_check_in) / DAY > maximum
+        return late != bool(record.reasons & Reason.DEVICE_OUT_OF_CONTACT)
 
     def _reevaluate(
         self,

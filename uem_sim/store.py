@@ -6,9 +6,14 @@ gatekeeper registrations, the policy and the change version survive a restart. M
 decide anything or know about HTTP.
 
 Theory of operation: each entity is one row holding its JSON form (the codec below), keyed by
-its identity; ``meta`` holds the counters and the policy. ``save`` writes one delta in one
-transaction. The shell calls it after every operation; SQLite in WAL mode makes that cheap.
-A fresh database (no ``version`` row) loads as ``None`` and the UEM seeds from its config.
+its identity; ``meta`` holds the counters and the policy. The shell ``stage``s each
+operation's delta (merged in memory: the latest value of a key wins) and ``flush``es what is
+staged in one transaction shortly after (``uem_sim.service``: one flush per
+``FLUSH_INTERVAL_S`` at most), so a storm of reports costs one transaction per flush instead
+of one per report. ``close`` flushes first: a clean stop loses nothing. A crash (SIGKILL,
+power loss) loses the deltas staged since the last flush; docs/performance.md says so.
+``save`` stages and flushes at once. A fresh database (no ``version`` row) loads as ``None``
+and the UEM seeds from its config.
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Final
 
+import attrs
+
 from uem_sim.contract import AccessState, ActiveSyncPolicy
 from uem_sim.model import (
     EasRecord,
     Override,
     OverrideAction,
     Posture,
+    RecordKey,
     RegisteredDevice,
     RuleResult,
     SecurityPolicy,
@@ -224,8 +232,12 @@ def policy_from_dict(d: dict[str, Any]) -> UemPolicy:
     )
 
 
+#: One encoder for every row (the codec builds its dicts in a fixed order: no sorting needed).
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _dump(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 class SqliteStore:
@@ -239,13 +251,22 @@ class SqliteStore:
             directory.mkdir(parents=True, exist_ok=True)
             self.path = str(directory / DB_NAME)
         self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._pending: _Pending | None = None
+        self._closed = False
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
-        self._db.close()
+        """Write what is staged, then close: nothing staged is lost on a clean stop."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self._closed = True
+            self._db.close()
 
     def load(self) -> Snapshot | None:
         """The stored registry, or ``None`` when the database is fresh."""
@@ -273,56 +294,117 @@ class SqliteStore:
         )
 
     def save(self, delta: Delta) -> None:
-        """Write one delta atomically."""
+        """Write one delta (and anything staged before it) atomically, now."""
+        self.stage(delta)
+        self.flush()
+
+    def stage(self, delta: Delta) -> None:
+        """Add ``delta`` to what the next ``flush`` writes (a later value of a key wins)."""
+        if self._closed:
+            raise sqlite3.ProgrammingError(f"the UEM store {self.path} is closed")
+        pending = self._pending
+        if pending is None:
+            self._pending = _Pending.of(delta)
+        else:
+            pending.add(delta)
+
+    @property
+    def staged(self) -> bool:
+        """Whether a staged delta waits for ``flush``."""
+        return self._pending is not None
+
+    def flush(self) -> None:
+        """Write everything staged since the last flush in one transaction."""
+        pending, self._pending = self._pending, None
+        if pending is None or self._closed:
+            return
         db = self._db
         db.execute("BEGIN")
         try:
-            for mailbox, user in delta.users.items():
-                if user is None:
-                    db.execute("DELETE FROM users WHERE mailbox = ?", (mailbox,))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO users VALUES (?, ?)",
-                        (mailbox, _dump(user_to_dict(user))),
-                    )
-            for (mailbox, device_id), device in delta.devices.items():
-                if device is None:
-                    db.execute(
-                        "DELETE FROM devices WHERE mailbox = ? AND device_id = ?",
-                        (mailbox, device_id),
-                    )
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO devices VALUES (?, ?, ?)",
-                        (mailbox, device_id, _dump(device_to_dict(device))),
-                    )
-            for (mailbox, device_id), record in delta.records.items():
-                if record is None:
-                    db.execute(
-                        "DELETE FROM records WHERE mailbox = ? AND device_id = ?",
-                        (mailbox, device_id),
-                    )
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
-                        (mailbox, device_id, _dump(record_to_dict(record))),
-                    )
-            for gatekeeper_id, url in delta.gatekeepers.items():
-                if url is None:
-                    db.execute("DELETE FROM gatekeepers WHERE gatekeeper_id = ?", (gatekeeper_id,))
-                else:
-                    db.execute(
-                        "INSERT OR REPLACE INTO gatekeepers VALUES (?, ?)", (gatekeeper_id, url)
-                    )
-            meta = {
-                "version": str(delta.version),
-                "seq": str(delta.seq),
-                "tombstone_floor": str(delta.tombstone_floor),
-            }
-            if delta.policy is not None:
-                meta["policy"] = _dump(policy_to_dict(delta.policy))
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta.items()))
+            _write(db, pending)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
+            # Kept for the next flush (nothing can stage in between: this is synchronous).
+            self._pending = pending
             raise
+
+
+@attrs.define(eq=False)
+class _Pending:
+    """Staged deltas merged: the latest value of every key, the latest counters."""
+
+    users: dict[str, User | None]
+    devices: dict[RecordKey, RegisteredDevice | None]
+    records: dict[RecordKey, EasRecord | None]
+    gatekeepers: dict[str, str | None]
+    policy: UemPolicy | None
+    version: int
+    seq: int
+    tombstone_floor: int
+
+    @classmethod
+    def of(cls, delta: Delta) -> _Pending:
+        return cls(
+            users=dict(delta.users),
+            devices=dict(delta.devices),
+            records=dict(delta.records),
+            gatekeepers=dict(delta.gatekeepers),
+            policy=delta.policy,
+            version=delta.version,
+            seq=delta.seq,
+            tombstone_floor=delta.tombstone_floor,
+        )
+
+    def add(self, delta: Delta) -> None:
+        self.users.update(delta.users)
+        self.devices.update(delta.devices)
+        self.records.update(delta.records)
+        self.gatekeepers.update(delta.gatekeepers)
+        if delta.policy is not None:
+            self.policy = delta.policy
+        self.version = delta.version
+        self.seq = delta.seq
+        self.tombstone_floor = delta.tombstone_floor
+
+
+def _write(db: sqlite3.Connection, pending: _Pending) -> None:
+    """The statements of one flush, inside the caller's transaction."""
+    gone_users = [(k,) for k, user in pending.users.items() if user is None]
+    db.executemany("DELETE FROM users WHERE mailbox = ?", gone_users)
+    db.executemany(
+        "INSERT OR REPLACE INTO users VALUES (?, ?)",
+        [(k, _dump(user_to_dict(u))) for k, u in pending.users.items() if u is not None],
+    )
+    db.executemany(
+        "DELETE FROM devices WHERE mailbox = ? AND device_id = ?",
+        [k for k, device in pending.devices.items() if device is None],
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO devices VALUES (?, ?, ?)",
+        [(*k, _dump(device_to_dict(d))) for k, d in pending.devices.items() if d is not None],
+    )
+    db.executemany(
+        "DELETE FROM records WHERE mailbox = ? AND device_id = ?",
+        [k for k, record in pending.records.items() if record is None],
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
+        [(*k, _dump(record_to_dict(r))) for k, r in pending.records.items() if r is not None],
+    )
+    db.executemany(
+        "DELETE FROM gatekeepers WHERE gatekeeper_id = ?",
+        [(k,) for k, url in pending.gatekeepers.items() if url is None],
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO gatekeepers VALUES (?, ?)",
+        [(k, url) for k, url in pending.gatekeepers.items() if url is not None],
+    )
+    meta = {
+        "version": str(pending.version),
+        "seq": str(pending.seq),
+        "tombstone_floor": str(pending.tombstone_floor),
+    }
+    if pending.policy is not None:
+        meta["policy"] = _dump(policy_to_dict(pending.policy))
+    db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta.items()))

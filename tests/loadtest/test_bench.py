@@ -73,6 +73,19 @@ class FakeRunner:
             reported_twice=0,
             never_reported=0,
             failed_requests=0,
+            mode="deployed",
+            placement="gatekeeper=0,uem=1,client=1",
+            cpu_ms_per_decision={"gatekeeper": 0.4, "uem": 0.25, "client": 0.03},
+        )
+
+    def storm_lab(self, devices: int) -> StormResult:
+        return StormResult(
+            devices=devices,
+            seconds=devices / 700,
+            reports=devices,
+            reported_twice=0,
+            never_reported=0,
+            failed_requests=0,
         )
 
     @contextlib.contextmanager
@@ -140,6 +153,12 @@ def test_cli_prints_the_table_and_writes_json(
     assert data["settings"]["rounds"] == 1
     assert data["throughput"]["nginx"]["median_requests_per_s"] == 80_000.0
     assert {c["name"] for c in data["checks"] if not c["ok"]} == {"hot path vs nginx proxy_pass"}
+    # The deployed storm is judged; the in-process lab's is a second line for comparison.
+    assert data["storm"]["mode"] == "deployed"
+    assert data["storm"]["decisions_per_s"] == pytest.approx(2500)
+    assert data["storm_lab"]["decisions_per_s"] == pytest.approx(700)
+    assert "(deployed, gatekeeper=0,uem=1,client=1): 2,500 decisions/s" in printed
+    assert "CPU ms/decision: gatekeeper 0.400, uem 0.250, client 0.030" in printed
 
 
 def test_bad_duration_is_refused_with_the_expected_form(capsys: pytest.CaptureFixture[str]) -> None:

@@ -204,7 +204,7 @@ def _corrupt(value: object, source: str) -> CorruptWbxml:
         else _keys(value, source, path, frozenset({"command", "count"}))
     )
     command = raw.get("command")
-    if command not in WBXML_COMMANDS:
+    if not isinstance(command, str) or command not in WBXML_COMMANDS:
         raise FaultError(
             source,
             f"{path}.command",

@@ -342,8 +342,9 @@ class _Reader:
             raise self.fail(path, f"expected a list of HTTP methods, got {_kind(value)}")
         found = set()
         for index, item in enumerate(items):
-            name = item.upper() if isinstance(item, str) else item
-            if name not in METHODS:
+            # Only text can name a method (a list or mapping here is not even hashable).
+            name = item.upper() if isinstance(item, str) else None
+            if name is None or name not in METHODS:
                 raise self.fail(
                     f"{path}[{index}]",
                     f"expected one of {', '.join(sorted(METHODS))}, got {_kind(item)}",

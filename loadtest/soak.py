@@ -41,13 +41,23 @@ class SoakError(ValueError):
     """Soak settings that cannot work; the message names the option."""
 
 
-def steady_profile(base: Profile, *, seconds: float, rate: float | None = None) -> Profile:
+def steady_profile(
+    base: Profile,
+    *,
+    seconds: float,
+    rate: float | None = None,
+    first_access_share: float = FIRST_ACCESS_SHARE,
+) -> Profile:
     """``base`` as one steady open-model phase of ``seconds`` at ``rate`` (default: its own).
 
-    The mix is the base's own workload plus ``FIRST_ACCESS_SHARE`` of first accesses; the
-    population gets enough unseen devices for every first access of the run (two registered
-    "new" ones for each unregistered one), so the run never runs dry.
+    The mix is the base's own workload plus ``first_access_share`` of first accesses
+    (``FIRST_ACCESS_SHARE`` by default); the population gets enough unseen devices for every
+    first access of the run (two registered "new" ones for each unregistered one), so the run
+    never runs dry. A share of 0 leaves first accesses out: no record is added during the run,
+    so whatever memory still grows is not the device records (docs/reliability.md).
     """
+    if not 0.0 <= first_access_share < 1.0:
+        raise SoakError(f"first access share: expected 0 <= share < 1, got {first_access_share:g}")
     if not 0 < seconds <= MAX_RUN_SECONDS:
         raise SoakError(
             f"--minutes: expected more than 0 and at most {MAX_RUN_SECONDS / 60:g} minutes, "
@@ -63,8 +73,10 @@ def steady_profile(base: Profile, *, seconds: float, rate: float | None = None) 
     others = sum(weights.values())
     if others <= 0:
         raise SoakError(f"{base.source}: workload: the soak needs sync or foldersync in the mix")
-    weights[Op.FIRST_ACCESS] = others * FIRST_ACCESS_SHARE / (1.0 - FIRST_ACCESS_SHARE)
-    first_accesses = int(steady_rate * seconds * FIRST_ACCESS_SHARE * 1.2) + 10
+    if first_access_share > 0:
+        share = first_access_share
+        weights[Op.FIRST_ACCESS] = others * share / (1.0 - share)
+    first_accesses = int(steady_rate * seconds * first_access_share * 1.2) + 10
     unregistered = max(base.population.unregistered, first_accesses // 3)
     new = max(base.population.new, first_accesses - unregistered)
     population: Population = attrs.evolve(base.population, new=new, unregistered=unregistered)

@@ -34,6 +34,7 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +60,7 @@ from device_sim.client import Step as ClientStep
 from device_sim.shell import AiohttpTransport, DeviceRunner, ScriptReport
 from device_sim.wire import DeviceIdentity
 from exchange_sim.config import UserConfig
+from exchange_sim.faults import FAULTS_PATH as EXCHANGE_FAULTS_PATH
 from scenarios.cli_sentry import RunningSentry
 from scenarios.cli_sentry import serve as serve_sentry
 from scenarios.lab import Lab, LabConfig, LabConfigError, LabError
@@ -80,6 +82,7 @@ from scenarios.spec_steps import (
     Advance,
     ChangePolicy,
     CheckIn,
+    ClearFaults,
     ComplianceCheck,
     DeviceAction,
     DeviceSpec,
@@ -91,6 +94,7 @@ from scenarios.spec_steps import (
     Register,
     Resync,
     Say,
+    SetFaults,
     SetPosture,
     Step,
     Unregister,
@@ -103,6 +107,7 @@ from sentry_sim.events import EventBus
 from sentry_sim.service import Sentry
 from simclock import ManualClock
 from uem_sim import events as uem_events
+from uem_sim.faults import FAULTS_PATH as UEM_FAULTS_PATH
 
 #: Real seconds without any event or phone exchange after which the lab counts as settled.
 QUIET_S: Final = 0.03
@@ -116,6 +121,8 @@ PING_WAIT_S: Final = 5.0
 REGISTER_WAIT_S: Final = 5.0
 #: The path a disabled push URL ends with (the gatekeeper's admin app answers it 404).
 DISABLED_PUSH_PATH: Final = "/uem/push/disabled-by-scenario"
+#: How the narration names the servers a fault plan is set on.
+_FAULT_NAMES: Final[Mapping[str, str]] = {"uem": "UEM", "exchange": "Exchange"}
 #: What a phone runs for each device step.
 FIRST_CONNECTION: Final[tuple[ClientStep, ...]] = (Options(), Provision(), FolderSync(), Sync())
 
@@ -693,6 +700,12 @@ class _Run:
             self._say("resync " + ("completed" if ok else "failed (the UEM did not answer)"))
         elif isinstance(step, Fault):
             await self._fault(step)
+        elif isinstance(step, SetFaults):
+            await self._set_faults(step)
+        elif isinstance(step, ClearFaults):
+            for actor in step.actors:
+                await self._fault_admin(actor, "DELETE")
+                self._say(f"{_FAULT_NAMES[actor]}: faults cleared")
 
     def _lab(self) -> Lab:
         if self.lab is None:  # pragma: no cover - steps run only inside a started lab
@@ -725,6 +738,33 @@ class _Run:
                 f"gatekeeper {step.gatekeeper}: "
                 + ("the UEM's pushes reach it again" if step.up else "the UEM's pushes fail")
             )
+
+    async def _set_faults(self, step: SetFaults) -> None:
+        view = await self._fault_admin(step.actor, "PUT", thaw(step.plan))
+        plan = view.get("plan") if isinstance(view, dict) else None
+        shown = json.dumps(plan, separators=(", ", ": "), sort_keys=True)
+        self._say(f"{_FAULT_NAMES[step.actor]}: fault plan set: {shown}")
+
+    async def _fault_admin(self, actor: str, method: str, body: Any = None) -> Any:
+        """The fault admin API of the mock UEM or Exchange (docs/faults.md), over HTTP as an
+        operator would call it; the route itself is never faulted, so a plan can be replaced
+        or cleared whatever it does to other requests."""
+        lab = self._lab()
+        if actor == "uem":
+            if not lab.uem_listening:
+                raise StepError(f"{actor} faults: the UEM is down (a 'uem: up' step restores it)")
+            url = lab.uem_admin_url + UEM_FAULTS_PATH
+        else:
+            if not lab.exchange_listening:
+                raise StepError(
+                    f"{actor} faults: Exchange is down (an 'exchange: up' step restores it)"
+                )
+            url = lab.exchange_url + EXCHANGE_FAULTS_PATH
+        status, data = await self._request(method, url, body)
+        if status != 200:
+            error = data.get("error", data) if isinstance(data, dict) else data
+            raise StepError(f"{method} {url}: HTTP {status}: {error}")
+        return data
 
     async def _register_push_url(self, sentry: Sentry, url: str) -> None:
         lab = self._lab()
@@ -1063,6 +1103,12 @@ def _describe(step: Step) -> tuple[str, str]:
         return f"{step.actor}_{'up' if step.up else 'down'}", f"{step.actor}: " + (
             "up" if step.up else "down"
         )
+    if isinstance(step, SetFaults):
+        return f"{step.actor}_faults", f"{step.actor}: set faults " + ", ".join(
+            key for key in step.plan if key != "seed"
+        )
+    if isinstance(step, ClearFaults):
+        return "clear_faults", "clear the faults of " + " and ".join(step.actors)
     assert isinstance(step, Expect)
     return "expect", "expect"
 

@@ -36,6 +36,8 @@ import yaml
 
 from activesync.versions import ProtocolVersion
 from device_sim.wire import QueryForm, Quirk
+from exchange_sim.faults import ExchangeFaults
+from labfaults import FaultControl, FaultError
 from scenarios.lab import TOP_LEVEL_KEYS, LabConfig, LabConfigError
 from scenarios.spec_read import (
     MAX_DEPTH,
@@ -54,6 +56,7 @@ from scenarios.spec_steps import (
     DEVICE_SAW,
     DEVICE_STATES,
     EVENT_TYPES,
+    FAULT_ACTORS,
     GATEKEEPER_STATES,
     REASON_NAMES,
     UEM_GROUPS,
@@ -62,6 +65,7 @@ from scenarios.spec_steps import (
     Advance,
     ChangePolicy,
     CheckIn,
+    ClearFaults,
     ComplianceCheck,
     CounterExpectation,
     DeviceAction,
@@ -78,6 +82,7 @@ from scenarios.spec_steps import (
     Register,
     Resync,
     Say,
+    SetFaults,
     SetPosture,
     Step,
     UemExpectation,
@@ -107,6 +112,8 @@ TOP_KEYS: Final = (
 MAX_GATEKEEPERS: Final = 4
 #: What ``- gatekeeper: <action>`` can do.
 GATEKEEPER_ACTIONS: Final = ("resync", "push_down", "push_up")
+#: What ``- clear_faults:`` can name: one server, or both.
+CLEAR_FAULTS_TARGETS: Final = (*FAULT_ACTORS, "all")
 #: Sections of a lab file (``scenarios.lab`` owns them).
 LAB_SECTIONS: Final = TOP_LEVEL_KEYS
 #: Keys of one named phone.
@@ -338,7 +345,18 @@ class _Parser:
             relative = f.string(raw, "lab", what="a lab file path or an inline lab mapping")
             path = (self.base_dir / relative).resolve()
             lab_file = str(path)
-            base = self.read_lab(path)
+            try:
+                base = self.read_lab(path)
+            except ScenarioError as exc:
+                if exc.source != lab_file or not exc.problem.startswith("cannot read"):
+                    raise  # the lab file is there but malformed: its own error names it
+                # A missing lab file is this file's mistake: name the key that points there.
+                why = exc.problem.removeprefix("cannot read the file: ")
+                raise f.fail(
+                    "lab",
+                    f"cannot read the lab file {lab_file}: {why}",
+                    "the path is relative to this scenario file",
+                ) from None
             validate_lab(base, str(path), "")
             prefix = "lab_overrides"
         elif raw is None or isinstance(raw, Mapping):
@@ -737,6 +755,35 @@ class _Parser:
             verb = f.choice(value, path, ("down", "up"))
         return Fault(index=index, actor=kind, up=verb == "up")
 
+    def faults(self, index: int, path: str, kind: str, value: object) -> Step:
+        """``uem_faults:`` / ``exchange_faults:``: the plan is checked here with the server's
+        own reader, so a bad plan stops the file from loading (errors name the plan's key under
+        ``steps[i].<kind>``) instead of failing half-way through a run."""
+        actor = kind.removesuffix("_faults")
+        f = self.fields
+        if not isinstance(value, Mapping):
+            raise f.fail(
+                path,
+                f"expected a fault plan mapping, got {show(value)}",
+                "e.g. {latency: 0.5} or {error_rate: {rate: 0.5, status: 503}}; "
+                f"to clear, use '- clear_faults: {actor}' (see docs/faults.md)",
+            )
+        plan = self.frozen(value, path)
+        try:
+            if actor == "uem":
+                FaultControl().parse(thaw(plan), f.source)
+            else:
+                ExchangeFaults().parse(thaw(plan), f.source)
+        except FaultError as exc:
+            where = join_path(path, exc.path) if exc.path else path
+            raise f.fail(where, exc.problem, "see docs/faults.md for the plan format") from None
+        return SetFaults(index=index, actor=actor, plan=plan)
+
+    def clear_faults(self, index: int, path: str, kind: str, value: object) -> Step:
+        target = self.fields.choice(value, path, CLEAR_FAULTS_TARGETS)
+        actors = FAULT_ACTORS if target == "all" else (target,)
+        return ClearFaults(index=index, actors=actors)
+
     # --- expectations ---
 
     def expect(self, index: int, path: str, kind: str, value: object) -> Step:
@@ -1005,6 +1052,9 @@ _STEP_KINDS: Final[Mapping[str, _StepParser]] = {
     "uem": _Parser.actor,
     "exchange": _Parser.actor,
     "gatekeeper": _Parser.actor,
+    "uem_faults": _Parser.faults,
+    "exchange_faults": _Parser.faults,
+    "clear_faults": _Parser.clear_faults,
     "expect": _Parser.expect,
 }
 

@@ -314,6 +314,29 @@ class Fault(_Step):
     gatekeeper: int = 1  #: for "push": which gatekeeper
 
 
+#: Servers a fault plan can be set on (``uem_faults:``, ``exchange_faults:``, ``clear_faults:``).
+FAULT_ACTORS: Final = ("uem", "exchange")
+
+
+@attrs.frozen(kw_only=True)
+class SetFaults(_Step):
+    """``uem_faults: {...}`` / ``exchange_faults: {...}``: activate a fault plan (the mapping of
+    docs/faults.md) on the mock UEM or the mock Exchange through its admin API. The plan
+    replaces the active one: every counter restarts, hung requests are released.
+
+    ``plan`` is the validated, deep-frozen mapping; ``scenarios.spec.thaw`` makes it JSON."""
+
+    actor: str  #: one of FAULT_ACTORS
+    plan: Mapping[str, Any]
+
+
+@attrs.frozen(kw_only=True)
+class ClearFaults(_Step):
+    """``clear_faults: uem|exchange|all``: clear the fault plan of those servers."""
+
+    actors: tuple[str, ...]  #: some of FAULT_ACTORS
+
+
 # --- expectations -------------------------------------------------------------------------------
 
 
@@ -416,5 +439,7 @@ Step = (
     | ComplianceCheck
     | Resync
     | Fault
+    | SetFaults
+    | ClearFaults
     | Expect
 )

@@ -24,6 +24,12 @@ Theory of operation:
   big Sync answer is never buffered); the caller's predicate then sees status and body and
   says whether it wants the answer (``Intercepted``) or it goes to the device after all,
   starting with the bytes already read.
+- A device that closes its connection before its whole body arrived (a phone losing signal
+  mid-upload does this all the time) is normal, not a server error: ``forward`` counts it
+  (``Forwarder.clients_gone``), logs one DEBUG line without a traceback and raises
+  ``ClientGone``, an ``ActiveSyncError`` (HTTP 400, the body is incomplete) that the app's
+  error middleware turns into a ``RequestRejected`` event and an answer nobody reads. Nothing
+  was sent upstream. The same holds for a streamed body whose device goes away mid-stream.
 - RFC 9110 7.6.1: Connection, Keep-Alive, Proxy-*, TE, Trailer, Transfer-Encoding, Upgrade and
   every header named in Connection are hop-by-hop and never forwarded. Host is set from the
   upstream URL. Bodies are never decompressed (``auto_decompress=False``).
@@ -32,6 +38,8 @@ Theory of operation:
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
 from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
@@ -40,6 +48,10 @@ import attrs
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
+
+from activesync.errors import ActiveSyncError
+
+log = logging.getLogger(__name__)
 
 #: Hop-by-hop headers (RFC 9110 7.6.1, plus the non-standard Proxy-Connection).
 HOP_BY_HOP: Final = frozenset(
@@ -65,6 +77,11 @@ HELD_BODY_LIMIT: Final = 64 * 1024
 
 #: Headers aiohttp's client would add by itself; a proxy must not invent them.
 _SKIP_AUTO: Final = ("User-Agent", "Accept-Encoding", "Content-Type")
+
+
+class ClientGone(ActiveSyncError):
+    """The device closed its connection before its request body was complete: nothing was
+    forwarded and nobody is left to answer (HTTP 400 for the record: the body is short)."""
 
 
 class UpstreamUnavailable(Exception):
@@ -151,14 +168,23 @@ class Forwarder:
     connect_timeout_s: float = 5.0
     #: Request bodies up to this many bytes are buffered (retryable and replayable).
     buffer_limit: int = BUFFER_LIMIT
+    #: Roots trusted for an https upstream (None: the system store).
+    ssl_context: ssl.SSLContext | None = None
     _session: aiohttp.ClientSession | None = None
     _base: URL = attrs.field(init=False)
+    #: Devices that closed their connection before their request body was complete.
+    clients_gone: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._base = URL(self.base_url.rstrip("/"))
 
     async def open(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30.0)
+        connector = aiohttp.TCPConnector(
+            limit=0,
+            limit_per_host=0,
+            keepalive_timeout=30.0,
+            ssl=self.ssl_context if self.ssl_context is not None else True,
+        )
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self.connect_timeout_s, sock_connect=self.connect_timeout_s
         )
@@ -206,7 +232,11 @@ class Forwarder:
         if body is None and request.can_read_body:
             length = request.content_length
             if length is not None and length <= self.buffer_limit:
-                body = await request.read()
+                try:
+                    body = await request.read()
+                except ConnectionResetError:
+                    # aiohttp's "Connection lost" while the body was still arriving.
+                    raise self._client_gone(request, "while its body was read") from None
             else:
                 streamed = True
         if body is not None:
@@ -223,7 +253,9 @@ class Forwarder:
                 if attempt < attempts:
                     continue
                 raise UpstreamUnavailable(f"upstream closed the connection: {exc}") from exc
-            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+            except (TimeoutError, aiohttp.ClientConnectionError, ConnectionResetError) as exc:
+                if streamed and _device_gone(request):
+                    raise self._client_gone(request, "while its body streamed upstream") from None
                 raise UpstreamUnavailable(f"{type(exc).__name__}: {exc}") from exc
             try:
                 head = b""
@@ -239,6 +271,16 @@ class Forwarder:
             finally:
                 upstream.release()
         raise UpstreamUnavailable("no answer from the upstream")
+
+    def _client_gone(self, request: web.Request, when: str) -> ClientGone:
+        self.clients_gone += 1
+        log.debug(
+            "device %s closed the connection %s (Content-Length %s): nothing forwarded",
+            request.remote,
+            when,
+            request.content_length,
+        )
+        return ClientGone(f"the device closed the connection {when}; nothing was forwarded")
 
     async def exchange(
         self,
@@ -294,6 +336,12 @@ class Forwarder:
             # that connection. aiohttp's ClientConnectionResetError is a ConnectionResetError.
             pass
         return Forwarded(response, upstream.status)
+
+
+def _device_gone(request: web.Request) -> bool:
+    """Whether the device's side of ``request`` is closed (or closing)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _held(intercept: Intercept, upstream: aiohttp.ClientResponse) -> bool:

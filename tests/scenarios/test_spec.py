@@ -417,10 +417,13 @@ def test_bad_inline_lab_is_named_under_lab(tmp_path: Path) -> None:
     assert err.line == 3
 
 
-def test_missing_lab_file_names_it(tmp_path: Path) -> None:
+def test_missing_lab_file_names_it_and_the_key_of_the_scenario_pointing_there(
+    tmp_path: Path,
+) -> None:
     err = error_of(tmp_path, "lab: nowhere.yaml\nsteps: [say: x]\n")
-    assert err.source.endswith("nowhere.yaml")
-    assert "cannot read" in str(err)
+    assert err.source.endswith("scenario.yaml")
+    assert (err.path, err.line) == ("lab", 1)
+    assert f"cannot read the lab file {tmp_path / 'nowhere.yaml'}" in str(err)
 
 
 def test_every_step_kind_is_documented() -> None:

@@ -32,14 +32,11 @@ import os
 import ssl
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Final, Protocol, TypeAlias
+from typing import Final, Protocol
 
 import aiohttp
 import attrs
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
 from yarl import URL
 
 from device_sim.client import (
@@ -55,7 +52,7 @@ from device_sim.client import (
     StepResult,
 )
 from device_sim.wire import HttpRequest, HttpResponse
-from labpki import Issued, PkiError, PrivateKey, client_context
+from labpki import Issued, PkiError, client_context
 from simclock import Clock
 
 #: Largest response body read (a Sync window of 100 mails fits many times over).
@@ -110,50 +107,6 @@ def read_root(path: str | os.PathLike[str]) -> bytes:
     return data
 
 
-_Loaded: TypeAlias = tuple[x509.Certificate, PrivateKey, list[x509.Certificate]]
-
-
-def _as_tls_key(key: object, name: str) -> PrivateKey:
-    if not isinstance(key, PrivateKey):
-        raise TlsSetupError(f"{name}: a {type(key).__name__} cannot serve TLS (EC, RSA, EdDSA)")
-    return key
-
-
-def _load_pkcs12(data: bytes, password: bytes | None, name: str) -> _Loaded:
-    try:
-        loaded = pkcs12.load_pkcs12(data, password)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        need = "wrong password or" if password else "needs a password or is"
-        raise TlsSetupError(f"{name}: {need} not a PKCS#12 file") from None
-    if loaded.cert is None or loaded.key is None:
-        raise TlsSetupError(f"{name}: the PKCS#12 file holds no certificate with its key")
-    extra = [item.certificate for item in loaded.additional_certs]
-    return loaded.cert.certificate, _as_tls_key(loaded.key, name), extra
-
-
-def _load_pem(
-    cert_data: bytes, key_data: bytes, password: bytes | None, cert_name: str, key_name: str
-) -> _Loaded:
-    try:
-        certificates = x509.load_pem_x509_certificates(cert_data)
-    except ValueError:
-        raise TlsSetupError(
-            f"{cert_name}: no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
-        ) from None
-    try:
-        key = serialization.load_pem_private_key(key_data, password)
-    except TypeError:
-        raise TlsSetupError(
-            f"{key_name}: the private key is encrypted; give its password (or the other way "
-            "round: a password was given for a key that has none)"
-        ) from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise TlsSetupError(
-            f"{key_name}: no readable PEM private key (expected -----BEGIN PRIVATE KEY-----)"
-        ) from None
-    return certificates[0], _as_tls_key(key, key_name), certificates[1:]
-
-
 def read_identity(
     cert: str | os.PathLike[str],
     key: str | os.PathLike[str] | None = None,
@@ -163,36 +116,28 @@ def read_identity(
     """A client identity for mutual TLS: a PKCS#12 file (``key`` None; ``.p12``/``.pfx``) or
     a PEM certificate (optionally followed by its CAs) and its PEM key.
 
-    The certificates after the first are sent after it, so a server that trusts only the root
-    can build the path. ``TlsSetupError`` names the file that is wrong.
+    The CAs on the certificate's path are sent after it, so a server that trusts only the root
+    can build the path; a root in the bundle is dropped. ``labpki`` checks the rest (key
+    matches, validity window, clientAuth, chain): see ``Issued.from_pkcs12``. ``TlsSetupError``
+    names the file that is wrong: the key file for problems with the key itself.
     """
     cert_name = os.fspath(cert)
     data = _read_tls_file(cert, "client certificate")
-    if key is None:
+    try:
+        if key is not None:
+            key_data = _read_tls_file(key, "client key")
+            return Issued.from_pem(
+                data, key_data, source=cert_name, key_source=os.fspath(key), password=password
+            )
         if data.lstrip().startswith(b"-----BEGIN"):
             raise TlsSetupError(
                 f"{cert_name}: a PEM certificate needs its key too (--client-key FILE); only a "
                 "PKCS#12 file (.p12) carries the key inside"
             )
-        leaf, private, extra = _load_pkcs12(data, password, cert_name)
-    else:
-        key_data = _read_tls_file(key, "client key")
-        leaf, private, extra = _load_pem(data, key_data, password, cert_name, os.fspath(key))
-    mine = private.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    theirs = leaf.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    if mine != theirs:
-        where = cert_name if key is None else os.fspath(key)
-        raise TlsSetupError(
-            f"{where}: the private key does not belong to certificate "
-            f"{leaf.subject.rfc4514_string()}"
-        )
-    # A root in the bundle never travels: the server has it already.
-    chain = tuple(c for c in extra if c.subject != c.issuer and c != leaf)
-    return Issued(leaf, private, chain)
+        return Issued.from_pkcs12(data, password, source=cert_name)
+    except PkiError as exc:
+        # labpki's message already starts with the file it names (source or key_source).
+        raise TlsSetupError(str(exc)) from None
 
 
 @attrs.frozen

@@ -5,8 +5,9 @@ package, and every actor may use it. ``make_hierarchy`` makes root -> intermedia
 CA; servers present ``ServerCredential`` (leaf + chain, never the root) through
 ``server_context`` or, to let an admin upload a new PKCS#12 without a restart,
 ``SwappableServerContext``; devices trust only the root through ``client_context`` and may
-present a ``Hierarchy.device_identity`` for mutual TLS, which ``identity_of`` and
-``identity_mismatch`` read back on the server. See docs/tls.md.
+present a ``Hierarchy.device_identity`` (or one read from files with ``Issued.from_pkcs12`` or
+``Issued.from_pem``) for mutual TLS, which ``identity_of`` and ``identity_mismatch`` read back
+on the server. See docs/tls.md.
 """
 
 from __future__ import annotations

@@ -1,36 +1,41 @@
 """Certificates with their keys: what a TLS server presents and what a CA or device holds.
 
-Responsibility: the two values ``Issued`` (one certificate and its key) and ``ServerCredential``
-(a server certificate, its key and the chain up to, not including, the root), their PEM and
-PKCS#12 codecs, and the checks an uploaded credential must pass before any server uses it. It
-must not open sockets or build ``ssl`` contexts (``labpki.contexts`` does that) and it never
-writes a key to disk.
+Responsibility: the two values ``Issued`` (one certificate and its key: a CA's, or a device's
+client identity for mutual TLS) and ``ServerCredential`` (a server certificate, its key and the
+chain up to, not including, the root), their PEM and PKCS#12 codecs, and the checks a credential
+read from a file must pass before anyone presents it. It must not open sockets or build ``ssl``
+contexts (``labpki.contexts`` does that), it never opens files (callers read them and name them
+in ``source``) and it never writes a key to disk.
 
-Theory of operation: every named constructor (``from_pkcs12``, ``from_pem``) funnels into
-``_checked``, which bounds the input, proves the key belongs to the certificate, checks the
-validity window against ``now``, orders the extra certificates leaf-ward by following
-issuer names *and* signatures, and drops self-signed roots, because a server never sends the
-root: the device already has it, and sending it would only teach a careless client to trust
-whatever root the server chooses. Anything in the bundle that is not on the leaf's path is an
-error rather than silently sent along.
+Theory of operation: the four readers (``Issued.from_pkcs12``/``from_pem`` for a client
+identity, ``ServerCredential.from_pkcs12``/``from_pem`` for a server) differ only in the
+extended key usage they demand. Each bounds and parses its input (``_pkcs12_parts``,
+``_pem_parts``) and funnels into the one ``_checked``: the key belongs to the certificate, the
+validity window holds at ``now``, the certificate is for that purpose, and the other
+certificates form the leaf's path, ordered leaf-ward with the root dropped
+(``labpki.chain``). With extended key usages listed, a server's certificate must allow
+serverAuth and a device's clientAuth (RFC 5280 4.2.1.12); the peer's OpenSSL would refuse it
+anyway, mid-handshake and with a far vaguer message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final, TypeAlias
 
 import attrs
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
+from labpki.chain import is_self_signed, order_chain
 from labpki.errors import PkiError
 
 #: Private keys a TLS endpoint may hold (what OpenSSL 3 and the ``ssl`` module can serve with).
@@ -43,10 +48,30 @@ PrivateKey: TypeAlias = (
 
 #: Largest PEM or PKCS#12 input accepted, in bytes; a real chain is a few kilobytes.
 MAX_INPUT_BYTES: Final = 1 << 20
-#: Most extra certificates a bundle may carry (leaf excluded).
-MAX_CHAIN: Final = 8
 #: Smallest RSA key accepted: OpenSSL 3 at Python's security level 2 refuses smaller ones.
 MIN_RSA_BITS: Final = 2048
+
+#: What a leaf is for (RFC 5280 4.2.1.12) -> (who uses it, the usage's name) for messages.
+_PURPOSES: Final[Mapping[ObjectIdentifier, tuple[str, str]]] = {
+    ExtendedKeyUsageOID.SERVER_AUTH: ("TLS servers", "serverAuth"),
+    ExtendedKeyUsageOID.CLIENT_AUTH: ("TLS clients", "clientAuth"),
+}
+
+#: A leaf, its key and the other certificates that came with it, as parsed (unchecked).
+_Parts: TypeAlias = tuple[x509.Certificate, PrivateKey, list[x509.Certificate]]
+
+#: What cryptography raises, at load time or lazily on first use, for a damaged certificate:
+#: besides ValueError, an unknown version, a repeated extension, a name of an unknown string
+#: type (KeyError) or a general name it cannot represent.
+_MALFORMED: Final = (
+    ValueError,
+    TypeError,
+    KeyError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 
 _DER: Final = serialization.Encoding.DER
 _PEM: Final = serialization.Encoding.PEM
@@ -91,6 +116,42 @@ class Issued:
     key: PrivateKey = attrs.field(eq=False)
     chain: tuple[x509.Certificate, ...] = ()
 
+    @classmethod
+    def from_pkcs12(
+        cls,
+        data: bytes,
+        password: bytes | None,
+        *,
+        source: str = "PKCS#12 file",
+        now: datetime | None = None,
+    ) -> Issued:
+        """Read a client identity for mutual TLS from a PKCS#12 file (certificate, key, CAs).
+
+        The same checks as ``ServerCredential.from_pkcs12``, except that the certificate must
+        allow clientAuth, not serverAuth, when it lists extended key usages. ``password=None``
+        also opens a file protected by the empty password. Raises ``PkiError`` naming ``source``.
+        """
+        return _read_pkcs12(data, password, source, now, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    @classmethod
+    def from_pem(
+        cls,
+        cert_pem: bytes,
+        key_pem: bytes,
+        *,
+        source: str = "PEM",
+        key_source: str | None = None,
+        password: bytes | None = None,
+        now: datetime | None = None,
+    ) -> Issued:
+        """Read a client identity from a PEM certificate (then any CAs, in any order) and key.
+
+        Problems with the key itself (unreadable, encrypted, not this certificate's) name
+        ``key_source`` (default ``source``); everything else names ``source``.
+        """
+        sources = (source, key_source)
+        return _read_pem(cert_pem, key_pem, password, sources, now, ExtendedKeyUsageOID.CLIENT_AUTH)
+
     def cert_pem(self) -> bytes:
         """This certificate alone, PEM."""
         return self.certificate.public_bytes(_PEM)
@@ -132,21 +193,7 @@ class ServerCredential:
         ``password=None`` also opens a file protected by the empty password (what ``openssl
         pkcs12 -passout pass:`` writes). Raises ``PkiError`` naming ``source``.
         """
-        check_size(data, source)
-        loaded = load_pkcs12_file(data, password, source)
-        if loaded.key is None:
-            raise PkiError(f"{source}: the PKCS#12 file has no private key")
-        key = loaded.key
-        if not isinstance(key, PrivateKey):
-            raise PkiError(f"{source}: {_key_name(key)} keys cannot serve TLS (EC, RSA, EdDSA)")
-        extra = [item.certificate for item in loaded.additional_certs]
-        if loaded.cert is not None:
-            leaf = loaded.cert.certificate
-        else:
-            # Some exporters do not tie the certificate to the key (no localKeyId): find it.
-            leaf = _certificate_of(key, extra, source)
-            extra.remove(leaf)
-        return _checked(leaf, key, extra, source=source, now=now)
+        return cls._of(_read_pkcs12(data, password, source, now, ExtendedKeyUsageOID.SERVER_AUTH))
 
     @classmethod
     def from_pem(
@@ -155,20 +202,21 @@ class ServerCredential:
         key_pem: bytes,
         *,
         source: str = "PEM",
+        key_source: str | None = None,
         password: bytes | None = None,
         now: datetime | None = None,
     ) -> ServerCredential:
-        """Read a PEM chain (leaf first, then any CAs in any order) and a PEM private key."""
-        check_size(cert_chain_pem, source)
-        check_size(key_pem, source)
-        try:
-            certificates = x509.load_pem_x509_certificates(cert_chain_pem)
-        except ValueError:
-            raise PkiError(
-                f"{source}: no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
-            ) from None
-        key = load_pem_key(key_pem, password, source)
-        return _checked(certificates[0], key, certificates[1:], source=source, now=now)
+        """Read a PEM chain (leaf first, then any CAs in any order) and a PEM private key.
+
+        Problems with the key itself name ``key_source`` (default ``source``).
+        """
+        sources = (source, key_source)
+        purpose = ExtendedKeyUsageOID.SERVER_AUTH
+        return cls._of(_read_pem(cert_chain_pem, key_pem, password, sources, now, purpose))
+
+    @classmethod
+    def _of(cls, checked: Issued) -> ServerCredential:
+        return cls(certificate=checked.certificate, key=checked.key, chain=checked.chain)
 
     def to_pkcs12(self, password: bytes | None = None, *, name: str = "sentry-sim") -> bytes:
         """This credential as a PKCS#12 file (AES-256 encrypted when ``password`` is given)."""
@@ -256,7 +304,7 @@ def _certificate_of(
         try:
             if cert.public_key().public_bytes(_DER, _SPKI) == mine:
                 return cert
-        except (ValueError, UnsupportedAlgorithm):
+        except _MALFORMED:
             continue
     raise PkiError(f"{source}: the PKCS#12 file has no certificate for its private key")
 
@@ -275,12 +323,9 @@ def load_pkcs12_file(
     """The parsed PKCS#12 file, unchecked; ``PkiError`` naming ``source`` when unreadable."""
     # password=None also opens a file protected by the empty password (openssl -passout pass:).
     try:
-        with warnings.catch_warnings():
-            # cryptography warns when it falls back to BER for a slightly malformed file; the
-            # outcome (a credential that passes every check below, or PkiError) is what counts.
-            warnings.simplefilter("ignore", UserWarning)
+        with _lenient_parsing():
             return pkcs12.load_pkcs12(data, password)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
+    except _MALFORMED:
         pass
     if password is None:
         raise PkiError(f"{source}: not a PKCS#12 file, or it needs a password")
@@ -292,8 +337,12 @@ def load_pem_key(data: bytes, password: bytes | None, source: str) -> PrivateKey
     try:
         key = serialization.load_pem_private_key(data, password)
     except TypeError:
-        # The key is encrypted and no password was given, or the other way round.
-        raise PkiError(f"{source}: the private key is encrypted; give its password") from None
+        # cryptography raises TypeError both ways round; the password tells which it was.
+        if password is None:
+            raise PkiError(f"{source}: the private key is encrypted; give its password") from None
+        raise PkiError(
+            f"{source}: a password was given, but the private key is not encrypted"
+        ) from None
     except (ValueError, UnsupportedAlgorithm):
         raise PkiError(
             f"{source}: no readable PEM private key (expected -----BEGIN PRIVATE KEY-----, "
@@ -304,28 +353,113 @@ def load_pem_key(data: bytes, password: bytes | None, source: str) -> PrivateKey
     return key
 
 
+def _read_pkcs12(
+    data: bytes,
+    password: bytes | None,
+    source: str,
+    now: datetime | None,
+    purpose: ObjectIdentifier,
+) -> Issued:
+    """A checked certificate, key and chain from a PKCS#12 file, for ``purpose``."""
+    parts = _pkcs12_parts(data, password, source)
+    return _checked(*parts, purpose=purpose, source=source, key_source=source, now=now)
+
+
+def _read_pem(
+    cert_pem: bytes,
+    key_pem: bytes,
+    password: bytes | None,
+    sources: tuple[str, str | None],
+    now: datetime | None,
+    purpose: ObjectIdentifier,
+) -> Issued:
+    """A checked certificate, key and chain from PEM, for ``purpose``.
+
+    ``sources`` names the certificate input and the key input (None: as the certificate).
+    """
+    source = sources[0]
+    key_source = source if sources[1] is None else sources[1]
+    parts = _pem_parts(cert_pem, key_pem, password, source, key_source)
+    return _checked(*parts, purpose=purpose, source=source, key_source=key_source, now=now)
+
+
+def _pkcs12_parts(data: bytes, password: bytes | None, source: str) -> _Parts:
+    """Leaf, key and extra certificates of a PKCS#12 file, unchecked; ``PkiError`` otherwise."""
+    check_size(data, source)
+    loaded = load_pkcs12_file(data, password, source)
+    if loaded.key is None:
+        raise PkiError(f"{source}: the PKCS#12 file has no private key")
+    key = loaded.key
+    if not isinstance(key, PrivateKey):
+        raise PkiError(f"{source}: {_key_name(key)} keys cannot serve TLS (EC, RSA, EdDSA)")
+    extra = [item.certificate for item in loaded.additional_certs]
+    if loaded.cert is not None:
+        return loaded.cert.certificate, key, extra
+    # Some exporters do not tie the certificate to the key (no localKeyId): find it.
+    leaf = _certificate_of(key, extra, source)
+    extra.remove(leaf)
+    return leaf, key, extra
+
+
+def _pem_parts(
+    cert_pem: bytes, key_pem: bytes, password: bytes | None, source: str, key_source: str
+) -> _Parts:
+    """Leaf (the first certificate), key and the other certificates of a PEM pair, unchecked."""
+    check_size(cert_pem, source)
+    check_size(key_pem, key_source)
+    try:
+        with _lenient_parsing():
+            certificates = x509.load_pem_x509_certificates(cert_pem)
+    except _MALFORMED as exc:
+        if b"-----BEGIN CERTIFICATE-----" in cert_pem:
+            raise PkiError(f"{source}: malformed certificate: {exc}") from None
+        raise PkiError(
+            f"{source}: no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
+        ) from None
+    key = load_pem_key(key_pem, password, key_source)
+    return certificates[0], key, certificates[1:]
+
+
 def _checked(
     leaf: x509.Certificate,
     key: PrivateKey,
     extra: Sequence[x509.Certificate],
     *,
+    purpose: ObjectIdentifier,
     source: str,
+    key_source: str,
     now: datetime | None,
-) -> ServerCredential:
+) -> Issued:
+    """The one check every reader shares: key, validity, ``purpose``, and the ordered chain."""
     moment = utc(now)
     try:
-        check_key_matches(leaf, key, source)
-        check_validity(leaf, moment, source)
-        _check_server_usage(leaf, source)
-        chain = _order_chain(leaf, extra, source)
-        for cert in chain:
-            check_validity(cert, moment, source)
+        with _lenient_parsing():
+            check_key_matches(leaf, key, key_source)
+            check_validity(leaf, moment, source)
+            _check_usage(leaf, purpose, source)
+            chain = order_chain(leaf, extra, source)
+            for cert in chain:
+                check_validity(cert, moment, source)
     except PkiError:
         raise
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+    except _MALFORMED as exc:
         # Certificate fields are parsed lazily: a damaged extension surfaces only here.
         raise PkiError(f"{source}: malformed certificate: {exc}") from None
-    return ServerCredential(certificate=leaf, key=key, chain=chain)
+    return Issued(leaf, key, chain)
+
+
+@contextlib.contextmanager
+def _lenient_parsing() -> Iterator[None]:
+    """Silence cryptography's warnings about lax encodings while a credential is read.
+
+    It warns when it falls back to BER, meets a non-positive serial or a country name that is
+    not two letters; the outcome (a credential that passes every check, or ``PkiError``) is the
+    verdict, and a warning turned into an error (as under pytest) must not escape as another
+    exception.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 def check_key_matches(leaf: x509.Certificate, key: PrivateKey, source: str) -> None:
@@ -357,68 +491,19 @@ def check_validity(cert: x509.Certificate, now: datetime, source: str) -> None:
         )
 
 
-def _check_server_usage(leaf: x509.Certificate, source: str) -> None:
+def _check_usage(leaf: x509.Certificate, purpose: ObjectIdentifier, source: str) -> None:
     # RFC 5280 4.2.1.12: with an EKU present, the certificate is only for the listed purposes.
+    # No EKU at all means any purpose. anyExtendedKeyUsage is not enough: OpenSSL's TLS purpose
+    # checks refuse it too.
     try:
         eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:
         return
-    if ExtendedKeyUsageOID.SERVER_AUTH not in eku:
+    if purpose not in eku:
+        users, usage = _PURPOSES[purpose]
         raise PkiError(
-            f"{source}: certificate {leaf.subject.rfc4514_string()} is not for TLS servers "
-            "(its extended key usage lacks serverAuth)"
-        )
-
-
-def is_self_signed(cert: x509.Certificate) -> bool:
-    """True when the certificate names itself as issuer and its own key signed it."""
-    return cert.subject == cert.issuer and _issued_by(cert, cert)
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def _order_chain(
-    leaf: x509.Certificate, extra: Sequence[x509.Certificate], source: str
-) -> tuple[x509.Certificate, ...]:
-    if len(extra) > MAX_CHAIN:
-        raise PkiError(f"{source}: {len(extra)} CA certificates; at most {MAX_CHAIN} accepted")
-    remaining = [cert for cert in extra if cert != leaf]
-    chain: list[x509.Certificate] = []
-    current = leaf
-    while not is_self_signed(current):
-        parent = next((c for c in remaining if _issued_by(current, c)), None)
-        if parent is None:
-            break
-        remaining.remove(parent)
-        if is_self_signed(parent):
-            break  # the root: the device has it already, a server never sends it
-        _check_is_ca(parent, source)
-        chain.append(parent)
-        current = parent
-    strays = [cert for cert in remaining if not is_self_signed(cert)]
-    if strays:
-        raise PkiError(
-            f"{source}: certificate {strays[0].subject.rfc4514_string()} is not in the chain of "
-            f"{leaf.subject.rfc4514_string()} (no certificate on that path was signed by it)"
-        )
-    return tuple(chain)
-
-
-def _check_is_ca(cert: x509.Certificate, source: str) -> None:
-    try:
-        basic = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        basic = None
-    if basic is None or not basic.ca:
-        raise PkiError(
-            f"{source}: chain certificate {cert.subject.rfc4514_string()} is not a CA "
-            "(basicConstraints CA:TRUE missing)"
+            f"{source}: certificate {leaf.subject.rfc4514_string()} is not for {users} "
+            f"(its extended key usage lacks {usage})"
         )
 
 

@@ -24,17 +24,16 @@ from urllib.parse import quote
 
 import attrs
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from labpki.chain import is_self_signed, issued_by
 from labpki.credential import (
     Issued,
     PrivateKey,
     ServerCredential,
     check_key_matches,
-    is_self_signed,
     load_pem_key,
     parse_host,
     utc,
@@ -300,13 +299,11 @@ def _check_common_name(value: str, what: str) -> None:
 
 
 def _check_signed_by(cert: x509.Certificate, issuer: x509.Certificate, path: Path) -> None:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+    if not issued_by(cert, issuer):
         raise PkiError(
             f"{path}: not signed by {issuer.subject.rfc4514_string()} (files from two "
             "different hierarchies?)"
-        ) from None
+        )
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -286,7 +286,7 @@ def test_identity_errors_name_the_file(
     p12 = write(tmp_path / "id.p12", p12_of(issued, b"right"))
     with pytest.raises(TlsSetupError, match=r"id.p12: wrong password or not a PKCS#12 file"):
         read_identity(p12, password=b"wrong")
-    with pytest.raises(TlsSetupError, match=r"id.p12: needs a password or is not a PKCS#12"):
+    with pytest.raises(TlsSetupError, match=r"id.p12: not a PKCS#12 file, or it needs a password"):
         read_identity(p12)
     cert, _ = identity_files(tmp_path, issued)
     with pytest.raises(TlsSetupError, match=r"device.pem: a PEM certificate needs its key too"):
@@ -370,7 +370,10 @@ def test_help_lists_the_tls_options(capsys: pytest.CaptureFixture[str]) -> None:
             ["--ca", "{root}", "--client-cert", "{p12}", "--client-cert-password-env", "NO_VAR"],
             "environment variable NO_VAR is not set",
         ),
-        (["--ca", "{root}", "--client-cert", "{p12}"], "--client-cert: {p12}: needs a password"),
+        (
+            ["--ca", "{root}", "--client-cert", "{p12}"],
+            "--client-cert: {p12}: not a PKCS#12 file, or it needs a password",
+        ),
         (
             ["--ca", "{root}", "--client-cert", "{cert}", "--client-key", "{stranger}"],
             "--client-key: {stranger}: the private key does not belong",

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
-import yaml
 
 from activesync.errors import ActiveSyncError
 from activesync.versions import ProtocolVersion
@@ -39,6 +38,7 @@ from loadtest.thresholds import (
     parse_decisions,
 )
 from loadtest.units import UnitError, format_duration, parse_duration, parse_rate
+from scenarios.yaml_text import YamlSyntaxError, parse_yaml
 
 #: The longest run, all phases together.
 MAX_RUN_SECONDS: Final = 3600.0
@@ -350,9 +350,11 @@ def load_profile(path: str | Path, *, resolver: Resolver = resolve) -> Profile:
     """Read and validate a profile file; a bare name finds a shipped profile
     (``hot_path`` -> ``loadtest/profiles/hot_path.yaml``)."""
     file = Path(path)
+    # A file the user named is named back as given; a shipped profile by its file name.
+    source = str(path)
     if not file.exists() and file.suffix == "" and (SHIPPED / f"{file.name}.yaml").exists():
         file = SHIPPED / f"{file.name}.yaml"
-    source = file.name
+        source = file.name
     try:
         raw = file.read_bytes()[: MAX_PROFILE_BYTES + 1]
     except OSError as exc:
@@ -363,9 +365,13 @@ def load_profile(path: str | Path, *, resolver: Resolver = resolve) -> Profile:
     if len(raw) > MAX_PROFILE_BYTES:
         raise ProfileError(source, "", f"larger than {MAX_PROFILE_BYTES} bytes")
     try:
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ProfileError(source, "", f"not valid YAML: {exc}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError(source, "", f"not UTF-8 text: {exc.reason}") from None
+    try:
+        data = parse_yaml(text, source)
+    except YamlSyntaxError as exc:
+        raise ProfileError(source, exc.where, f"not valid YAML: {exc.problem}") from None
     return Profile.from_mapping(data, source, resolver=resolver)
 
 

@@ -15,11 +15,10 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Final
 
-import yaml
-
 from exchange_sim.app import make_app
 from exchange_sim.config import ConfigError, ExchangeConfig
 from scenarios.serving import run, start_site, wait_for_shutdown_signal, write_ready_file
+from scenarios.yaml_text import YamlSyntaxError, parse_yaml
 from simclock import Clock
 
 #: Used when no --config is given: two users, a little seeded mail.
@@ -76,10 +75,13 @@ def load_config(path: Path | None) -> ExchangeConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason}") from None
     try:
-        mapping = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        # Any: from_mapping checks the shape itself (a top-level list is its ConfigError).
+        mapping: Any = parse_yaml(text, str(path))
+    except YamlSyntaxError as exc:
+        raise ConfigError(str(exc)) from None
     return ExchangeConfig.from_mapping(mapping or {}, source=str(path))
 
 

@@ -32,7 +32,15 @@ from loadtest.generator import GeneratorError, Progress, run_profile
 from loadtest.profiles import Profile, ProfileError, TargetKind, load_profile
 from loadtest.report import ProgressLine, Verdict, verdict
 from loadtest.results import RunResult
-from loadtest.soak import ResourceReading, SoakError, SoakReport, drift, intervals, steady_profile
+from loadtest.soak import (
+    FIRST_ACCESS_SHARE,
+    ResourceReading,
+    SoakError,
+    SoakReport,
+    drift,
+    intervals,
+    steady_profile,
+)
 from loadtest.target import Target, TargetError, read_ready_file
 from loadtest.thresholds import Check, evaluate
 from loadtest.units import UnitError, parse_duration, parse_rate
@@ -156,18 +164,44 @@ def _minutes(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    """``--first-access-share``: a fraction of the arrivals, 0 (none) up to but not 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction like 0.02 (0 <= share < 1), got {text!r}"
+        ) from None
+    # steady_profile needs room for the base mix: a share of 1 would leave nothing else.
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"expected 0 <= share < 1 (0 leaves first accesses out), got {text!r}"
+        )
+    return value
+
+
 def _print_checks(checks: tuple[Check, ...]) -> None:
     for check in checks:
         mark = "ok  " if check.passed else "FAIL"
         print(f"  {mark} {check.rule}: {check.measured}")
 
 
+def soak_profile(args: argparse.Namespace) -> Profile:
+    """The steady profile the options ask for (``--profile``, ``--minutes``, ``--rate``,
+    ``--first-access-share``); ``ProfileError``/``SoakError`` if it cannot be run."""
+    return steady_profile(
+        load_profile(args.profile),
+        seconds=args.minutes * 60.0,
+        rate=args.rate,
+        first_access_share=args.first_access_share,
+    )
+
+
 def handle(args: argparse.Namespace) -> int:
     seconds = args.minutes * 60.0
     interval_s = args.interval if args.interval is not None else min(60.0, seconds)
     try:
-        base = load_profile(args.profile)
-        profile = steady_profile(base, seconds=seconds, rate=args.rate)
+        profile = soak_profile(args)
         if interval_s > seconds:
             raise SoakError(
                 f"--interval: {interval_s:g}s is longer than the run ({seconds:g}s); give a "
@@ -247,6 +281,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=DEFAULT_PROFILE,
         metavar="PROFILE",
         help=f"the profile whose mix and population to run steadily (default {DEFAULT_PROFILE})",
+    )
+    parser.add_argument(
+        "--first-access-share",
+        type=_share,
+        default=FIRST_ACCESS_SHARE,
+        metavar="X",
+        help="fraction of arrivals that are first accesses, 0 <= X < 1 (default "
+        f"{FIRST_ACCESS_SHARE:g}); 0 adds no device record during the run",
     )
     parser.add_argument("--json", metavar="OUT", help="write the drift report as JSON to OUT")
     parser.add_argument(

@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import attrs
-import yaml
 from aiohttp import web
 
 from scenarios.serving import (
@@ -29,6 +28,7 @@ from scenarios.serving import (
     warn_if_exposed,
     write_ready_file,
 )
+from scenarios.yaml_text import YamlSyntaxError, parse_yaml
 from uem_sim.app import make_app
 from uem_sim.config import UemConfig
 from uem_sim.errors import ConfigError
@@ -45,10 +45,16 @@ def load_config(path: str | None, state_dir: str | None) -> UemConfig:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(path, "(file)", f"cannot read: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(path, "(file)", f"not UTF-8 text: {exc.reason}") from None
         try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(path, "(file)", f"not valid YAML: {exc}") from None
+            data = parse_yaml(text, path)
+        except YamlSyntaxError as exc:
+            where = exc.where or "(file)"
+            raise ConfigError(path, where, f"not valid YAML: {exc.problem}") from None
+        if data is not None and not isinstance(data, dict):
+            # uem_sim's reader would name the empty key path ("list.yaml: : expected ...").
+            raise ConfigError(path, "", f"expected a mapping at the top level, got {_kind(data)}")
     config = UemConfig.from_mapping(
         data,
         source=Path(source).name if path else source,
@@ -57,6 +63,19 @@ def load_config(path: str | None, state_dir: str | None) -> UemConfig:
     if state_dir is not None:
         config = attrs.evolve(config, state_dir=state_dir)
     return config
+
+
+def _kind(value: object) -> str:
+    """``a list``, ``a string``: what a YAML document was, for a message."""
+    names = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+    return names.get(type(value), f"a {type(value).__name__}")
+
+
+def describe(exc: ConfigError) -> str:
+    """The error as one line for the terminal: ``FILE: KEY: PROBLEM (HINT)``, without the
+    empty key of a top-level problem."""
+    where = f"{exc.source}: {exc.path}: " if exc.path else f"{exc.source}: "
+    return where + exc.problem + (f" ({exc.hint})" if exc.hint else "")
 
 
 def token_note(ready_file: str | None, token_given: bool) -> str:
@@ -112,7 +131,7 @@ def handle(args: argparse.Namespace) -> int:
         config = load_config(args.config, args.state_dir)
         tls = UemTls.from_config(config)
     except ConfigError as exc:
-        print(f"error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
+        print(f"error: {describe(exc)}", file=sys.stderr)
         return 2
     token = args.admin_token or secrets.token_urlsafe(24)
     return run(lambda: serve(args, config, token, tls))

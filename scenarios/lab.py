@@ -60,7 +60,6 @@ from typing import Any, Final
 
 import aiohttp
 import attrs
-import yaml
 from aiohttp import web
 
 from device_sim.client import DeviceClient, StepResult
@@ -79,6 +78,7 @@ from labpki import (
     client_context,
     make_hierarchy,
 )
+from scenarios import yaml_text
 from scenarios.cli_sentry import RunningSentry
 from scenarios.cli_sentry import serve as serve_sentry
 from scenarios.serving import StartedSite, start_site, warn_if_exposed
@@ -326,18 +326,12 @@ class LabConfig:
 
 
 def parse_yaml(text: str, source: str) -> object:
-    """YAML text to plain data; a syntax error names the file, line and column."""
+    """YAML text to plain data; a syntax error is a ``LabConfigError`` naming the file, line
+    and column (``scenarios.yaml_text`` does the parsing for every loader)."""
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        if mark is not None:
-            raise LabConfigError(
-                f"{source}: line {mark.line + 1}, column {mark.column + 1}: "
-                f"not valid YAML: {problem}"
-            ) from None
-        raise LabConfigError(f"{source}: not valid YAML: {problem}") from None
+        return yaml_text.parse_yaml(text, source)
+    except yaml_text.YamlSyntaxError as exc:
+        raise LabConfigError(str(exc)) from None
 
 
 def default_lab_mapping() -> dict[str, Any]:

@@ -431,6 +431,9 @@ class _Run:
         )
         bus = EventBus()
         self.unsubscribe.append(bus.subscribe(self._gatekeeper_listener(number)))
+        # In a ``lab.tls: true`` lab the UEM speaks https only: without the lab's credential and
+        # root this gatekeeper could not register (None without TLS: plain http as before).
+        tls = lab.new_sentry_tls()
         try:
             running = await serve_sentry(
                 config,
@@ -442,6 +445,7 @@ class _Run:
                 host=lab.config.lab.host,
                 port=0,
                 admin_port=0,
+                tls=tls,
             )
         except SystemExit as exc:
             raise LabError(f"gatekeeper {number}: {exc}") from None

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
-import yaml
 
 from activesync.versions import ProtocolVersion
 from device_sim.wire import QueryForm, Quirk
@@ -90,6 +89,7 @@ from scenarios.spec_steps import (
     Window,
     event_type,
 )
+from scenarios.yaml_text import YamlSyntaxError, parse_yaml
 from uem_sim.config import POLICY_KEYS, POSTURE_KEYS, Reader, parse_policy, parse_user
 from uem_sim.contract import Reason
 from uem_sim.errors import ConfigError as UemConfigError
@@ -198,15 +198,11 @@ def read_yaml_file(path: Path, source: str | None = None) -> tuple[object, str]:
     except UnicodeDecodeError as exc:
         raise ScenarioError(name, "", f"not UTF-8 text (byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        line = None if mark is None else mark.line + 1
-        where = "" if mark is None else f" at column {mark.column + 1}"
-        raise ScenarioError(name, "", f"not valid YAML: {problem}{where}", line=line) from None
-    except RecursionError:
-        raise ScenarioError(name, "", "not valid YAML: nested too deeply") from None
+        data = parse_yaml(text, name)
+    except YamlSyntaxError as exc:
+        where = "" if exc.column is None else f" at column {exc.column}"
+        problem = f"not valid YAML: {exc.problem}{where}"
+        raise ScenarioError(name, "", problem, line=exc.line) from None
     return data, text
 
 

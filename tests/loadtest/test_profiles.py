@@ -161,7 +161,7 @@ def test_unreadable_and_invalid_yaml_files_are_reported(tmp_path: Path) -> None:
         load_profile(tmp_path / "missing.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("model: [unclosed\n")
-    with pytest.raises(ProfileError, match=r"broken\.yaml: not valid YAML"):
+    with pytest.raises(ProfileError, match=r"broken\.yaml: line 2, column 1: not valid YAML"):
         load_profile(broken)
 
 

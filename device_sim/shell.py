@@ -36,7 +36,6 @@ from typing import Final, Protocol
 
 import aiohttp
 import attrs
-from cryptography import x509
 from yarl import URL
 
 from device_sim.client import (
@@ -52,7 +51,7 @@ from device_sim.client import (
     StepResult,
 )
 from device_sim.wire import HttpRequest, HttpResponse
-from labpki import Issued, PkiError, client_context
+from labpki import Issued, PkiError, client_context, parse_roots
 from simclock import Clock
 
 #: Largest response body read (a Sync window of 100 mails fits many times over).
@@ -98,12 +97,9 @@ def read_root(path: str | os.PathLike[str]) -> bytes:
     """The PEM root certificate(s) in ``path``; ``TlsSetupError`` naming the file otherwise."""
     data = _read_tls_file(path, "root certificate (PEM)")
     try:
-        x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise TlsSetupError(
-            f"{os.fspath(path)}: no PEM certificate (expected -----BEGIN CERTIFICATE-----; "
-            "give the lab's root.pem)"
-        ) from None
+        parse_roots(data, source=os.fspath(path))
+    except PkiError as exc:
+        raise TlsSetupError(f"{exc}; give the lab's root.pem") from None
     return data
 
 

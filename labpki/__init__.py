@@ -7,7 +7,8 @@ CA; servers present ``ServerCredential`` (leaf + chain, never the root) through
 ``SwappableServerContext``; devices trust only the root through ``client_context`` and may
 present a ``Hierarchy.device_identity`` (or one read from files with ``Issued.from_pkcs12`` or
 ``Issued.from_pem``) for mutual TLS, which ``identity_of`` and ``identity_mismatch`` read back
-on the server. See docs/tls.md.
+on the server. ``labpki.files`` reads the root, PKCS#12 and PEM files a configuration names
+(``read_roots``, ``load_configured_credential``, ``load_credential_files``). See docs/tls.md.
 """
 
 from __future__ import annotations
@@ -24,6 +25,17 @@ from labpki.contexts import (
 )
 from labpki.credential import Issued, PrivateKey, ServerCredential, fingerprint
 from labpki.errors import PkiError
+from labpki.files import (
+    CredentialFileError,
+    PemSetting,
+    Pkcs12Setting,
+    load_configured_credential,
+    load_credential_files,
+    parse_roots,
+    password_from_env,
+    read_file,
+    read_roots,
+)
 from labpki.hierarchy import DEVICE_URN_PREFIX, Hierarchy, make_hierarchy
 from labpki.identity import (
     DeviceIdentity,
@@ -38,9 +50,12 @@ __all__ = [
     "DEVICE_URN_PREFIX",
     "LEGACY_CIPHERS",
     "ClientCertMode",
+    "CredentialFileError",
     "DeviceIdentity",
     "Hierarchy",
     "Issued",
+    "PemSetting",
+    "Pkcs12Setting",
     "PkiError",
     "PrivateKey",
     "ServerContextOptions",
@@ -53,7 +68,13 @@ __all__ = [
     "identity_of_certificate",
     "legacy_client_context",
     "legacy_server_context",
+    "load_configured_credential",
+    "load_credential_files",
     "make_hierarchy",
+    "parse_roots",
+    "password_from_env",
+    "read_file",
+    "read_roots",
     "same_user",
     "server_context",
     "tls_version",

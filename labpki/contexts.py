@@ -27,11 +27,11 @@ import warnings
 from pathlib import Path
 from typing import Final, TypedDict
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from labpki.credential import Issued, PrivateKey, ServerCredential
 from labpki.errors import PkiError
+from labpki.files import parse_roots
 
 #: What a deliberately weak legacy endpoint needs: OpenSSL 3 refuses TLS < 1.2 above level 0.
 LEGACY_CIPHERS: Final = "DEFAULT:@SECLEVEL=0"
@@ -156,12 +156,7 @@ def _load_chain(
 
 
 def _load_roots(context: ssl.SSLContext, roots_pem: bytes, what: str) -> None:
-    try:
-        roots = x509.load_pem_x509_certificates(roots_pem)
-    except ValueError:
-        raise PkiError(
-            f"{what}: no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
-        ) from None
+    roots = parse_roots(roots_pem, source=what)
     pem = b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in roots)
     try:
         context.load_verify_locations(cadata=pem.decode("ascii"))

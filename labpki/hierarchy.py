@@ -39,6 +39,7 @@ from labpki.credential import (
     utc,
 )
 from labpki.errors import PkiError
+from labpki.files import read_file
 
 #: The SAN URI prefix that names a device in an identity certificate.
 DEVICE_URN_PREFIX: Final = "urn:sentry-sim:device:"
@@ -277,7 +278,7 @@ class Hierarchy:
         for stem in _FILES:
             pem_path, key_path = base / f"{stem}.pem", base / f"{stem}.key"
             cert = _read_cert(pem_path)
-            key = load_pem_key(_read_bytes(key_path), None, str(key_path))
+            key = load_pem_key(read_file(key_path), None, str(key_path))
             check_key_matches(cert, key, str(key_path))
             loaded[stem] = (cert, key)
         root_cert, root_key = loaded["root"]
@@ -306,15 +307,8 @@ def _check_signed_by(cert: x509.Certificate, issuer: x509.Certificate, path: Pat
         )
 
 
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise PkiError(f"{path}: cannot read: {exc.strerror or exc}") from None
-
-
 def _read_cert(path: Path) -> x509.Certificate:
-    data = _read_bytes(path)
+    data = read_file(path)
     try:
         return x509.load_pem_x509_certificate(data)
     except ValueError:

@@ -30,7 +30,6 @@ from labpki.credential import (
     MAX_INPUT_BYTES,
     certificate_summary,
     check_size,
-    load_pem_key,
     load_pkcs12_file,
 )
 from labpki.hierarchy import write_file
@@ -125,8 +124,9 @@ def _init(args: argparse.Namespace) -> None:
 def _p12(args: argparse.Namespace) -> None:
     password = _password(args.password_env)
     chain_pem, key_data = _read(args.cert_chain), _read(args.key)
-    load_pem_key(key_data, None, args.key)  # so that key problems name the key file
-    credential = ServerCredential.from_pem(chain_pem, key_data, source=args.cert_chain)
+    credential = ServerCredential.from_pem(
+        chain_pem, key_data, source=args.cert_chain, key_source=args.key
+    )
     _write(Path(args.out), credential.to_pkcs12(password, name=args.friendly_name), 0o600)
     chain = "; ".join(c.subject.rfc4514_string() for c in credential.chain) or "none"
     protection = "password-protected" if password else "no password"

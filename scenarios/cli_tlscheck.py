@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import attrs
-from cryptography import x509
 from yarl import URL
 
-from labpki import PkiError, client_context
+from labpki import PkiError, client_context, read_roots
 from uem_sim.outgoing_client import probe_handshake
 from uem_sim.outgoing_tls import legacy_probe_context, sni_name
 
@@ -130,16 +129,13 @@ def tls12_context(ca_pem: bytes | None) -> ssl.SSLContext:
 
 def read_ca(path: str) -> bytes:
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise TlsCheckError(f"--ca {path}: cannot read: {exc.strerror or exc}") from None
+        data = read_roots(path)
+    except PkiError as exc:
+        raise TlsCheckError(f"--ca {exc}") from None  # the message starts with the path
     try:
-        x509.load_pem_x509_certificates(data)
         client_context(data)  # OpenSSL must accept them too
-    except (ValueError, PkiError):
-        raise TlsCheckError(
-            f"--ca {path}: no usable PEM certificate (expected -----BEGIN CERTIFICATE-----)"
-        ) from None
+    except PkiError as exc:
+        raise TlsCheckError(f"--ca {path}: {exc}") from None
     return data
 
 

@@ -32,23 +32,21 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import os
 import secrets
 import ssl
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from cryptography import x509
 from multidict import CIMultiDict
 
 from activesync.errors import ActiveSyncError
 from activesync.query import parse_request
 from labpki import (
     ClientCertMode,
+    CredentialFileError,
     DeviceIdentity,
     PkiError,
     ServerCredential,
@@ -56,6 +54,8 @@ from labpki import (
     client_context,
     identity_mismatch,
     identity_of,
+    load_configured_credential,
+    read_roots,
 )
 from sentry_sim.config import ConfigError, PemFiles, Pkcs12File, PortTls, SentryConfig, TlsConfig
 from sentry_sim.device_list import record_key, split_key
@@ -81,22 +81,11 @@ def _header_safe(text: str) -> str:
     return flat.encode("ascii", "replace").decode("ascii")[:300]
 
 
-def _read(path: str, source: str, where: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(source, where, f"cannot read {path}: {exc.strerror or exc}") from None
-
-
 def _roots(path: str, source: str, where: str) -> bytes:
-    data = _read(path, source, where)
     try:
-        x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise ConfigError(
-            source, where, f"{path}: no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
-        ) from None
-    return data
+        return read_roots(path)
+    except CredentialFileError as exc:
+        raise ConfigError(source, where, exc.problem) from None
 
 
 def _credential(
@@ -105,39 +94,10 @@ def _credential(
     source: str,
     lab_credential: ServerCredential | None,
 ) -> ServerCredential:
-    if files is None:
-        if lab_credential is None:
-            raise ConfigError(
-                source,
-                where,
-                "expected {pkcs12: path, password_env: VARIABLE} or {cert_chain: path, key: "
-                "path}; only the in-process lab supplies a certificate of its own",
-            )
-        return lab_credential
-    if isinstance(files, Pkcs12File):
-        key = f"{where}.pkcs12"
-        password: bytes | None = None
-        if files.password_env is not None:
-            value = os.environ.get(files.password_env)
-            if value is None:
-                raise ConfigError(
-                    source,
-                    f"{where}.password_env",
-                    f"environment variable {files.password_env} is not set (it should hold "
-                    f"the password of {files.path})",
-                )
-            password = value.encode("utf-8")
-        data = _read(files.path, source, key)
-        try:
-            return ServerCredential.from_pkcs12(data, password, source=files.path)
-        except PkiError as exc:
-            raise ConfigError(source, key, str(exc)) from None
-    chain = _read(files.cert_chain, source, f"{where}.cert_chain")
-    private = _read(files.key, source, f"{where}.key")
     try:
-        return ServerCredential.from_pem(chain, private, source=f"{files.cert_chain} + {files.key}")
-    except PkiError as exc:
-        raise ConfigError(source, where, str(exc)) from None
+        return load_configured_credential(files, lab_credential=lab_credential)
+    except CredentialFileError as exc:
+        raise ConfigError(source, exc.key(where), exc.problem) from None
 
 
 def _port(

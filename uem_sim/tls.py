@@ -21,16 +21,20 @@ from its CA); without one that is a ``ConfigError``. ``outgoing_trust_pem`` is t
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
-from cryptography import x509
 
-from labpki import PkiError, ServerCredential, SwappableServerContext
+import labpki
+from labpki import (
+    CredentialFileError,
+    PkiError,
+    ServerCredential,
+    SwappableServerContext,
+    load_configured_credential,
+)
 from uem_sim.config import PemFiles, Pkcs12File, PortTls, TlsConfig, UemConfig, tls_version_text
 from uem_sim.errors import ConfigError
 
@@ -38,23 +42,12 @@ from uem_sim.errors import ConfigError
 PORTS: Final = ("api", "admin")
 
 
-def _read(path: str, source: str, where: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(source, where, f"cannot read {path}: {exc.strerror or exc}") from None
-
-
 def read_roots(path: str, source: str, where: str) -> bytes:
-    """PEM roots from ``path``; ``ConfigError`` when the file holds no certificate."""
-    data = _read(path, source, where)
+    """PEM roots from ``path``; ``ConfigError`` when the file holds no CA certificate."""
     try:
-        x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise ConfigError(
-            source, where, f"{path}: no PEM certificate (expected -----BEGIN CERTIFICATE-----)"
-        ) from None
-    return data
+        return labpki.read_roots(path)
+    except CredentialFileError as exc:
+        raise ConfigError(source, where, exc.problem) from None
 
 
 def load_credential(
@@ -65,40 +58,10 @@ def load_credential(
     environ: Mapping[str, str] | None = None,
 ) -> ServerCredential:
     """The credential ``files`` name (or ``lab_credential`` for None); ``ConfigError``."""
-    env = os.environ if environ is None else environ
-    if files is None:
-        if lab_credential is None:
-            raise ConfigError(
-                source,
-                where,
-                "expected {pkcs12: path, password_env: VARIABLE} or {cert_chain: path, key: "
-                "path}; only the in-process lab supplies a certificate of its own",
-            )
-        return lab_credential
-    if isinstance(files, Pkcs12File):
-        key = f"{where}.pkcs12"
-        password: bytes | None = None
-        if files.password_env is not None:
-            value = env.get(files.password_env)
-            if value is None:
-                raise ConfigError(
-                    source,
-                    f"{where}.password_env",
-                    f"environment variable {files.password_env} is not set (it should hold "
-                    f"the password of {files.path})",
-                )
-            password = value.encode("utf-8")
-        data = _read(files.path, source, key)
-        try:
-            return ServerCredential.from_pkcs12(data, password, source=files.path)
-        except PkiError as exc:
-            raise ConfigError(source, key, str(exc)) from None
-    chain = _read(files.cert_chain, source, f"{where}.cert_chain")
-    private = _read(files.key, source, f"{where}.key")
     try:
-        return ServerCredential.from_pem(chain, private, source=f"{files.cert_chain} + {files.key}")
-    except PkiError as exc:
-        raise ConfigError(source, where, str(exc)) from None
+        return load_configured_credential(files, lab_credential=lab_credential, environ=environ)
+    except CredentialFileError as exc:
+        raise ConfigError(source, exc.key(where), exc.problem) from None
 
 
 def _port(

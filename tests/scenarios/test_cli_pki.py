@@ -85,7 +85,8 @@ def test_p12_with_mismatched_key_names_the_file_and_exits_2(
     argv = ["pki", "p12", "--cert-chain", str(chain), "--key", str(key), "--out", "x.p12"]
     assert run(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"sentry-sim pki p12: {chain}: the private key does not belong")
+    # The key is what does not fit, so the message names the key file (ServerCredential key_source).
+    assert err.startswith(f"sentry-sim pki p12: {key}: the private key does not belong")
 
 
 def test_p12_with_missing_password_variable_exits_2(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from cryptography.hazmat.primitives import serialization
 
 from labpki import Hierarchy, legacy_server_context, make_hierarchy, server_context
 from scenarios import cli_tlscheck
@@ -172,7 +173,13 @@ def test_no_servers_or_a_bad_ca_is_exit_2(
     bad.write_text("not a certificate")
     args = parser().parse_args(["tlscheck", "--ca", str(bad), "https://127.0.0.1:1"])
     assert args.func(args) == 2
-    assert f"--ca {bad}: no usable PEM certificate" in capsys.readouterr().err
+    assert f"--ca {bad}: no PEM certificate (expected -----BEGIN" in capsys.readouterr().err
+    leaf = tmp_path / "leaf.pem"
+    leaf_cert = make_hierarchy("tlscheck lab").server_credential().certificate
+    leaf.write_bytes(leaf_cert.public_bytes(serialization.Encoding.PEM))
+    args = parser().parse_args(["tlscheck", "--ca", str(leaf), "https://127.0.0.1:1"])
+    assert args.func(args) == 2
+    assert f"--ca {leaf}: none of the 1 certificates is a CA" in capsys.readouterr().err
 
 
 def test_help_describes_the_command(capsys: pytest.CaptureFixture[str]) -> None:

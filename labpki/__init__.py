@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from labpki.contexts import (
     LEGACY_CIPHERS,
-    ClientCertMode,
     ServerContextOptions,
     client_context,
     legacy_client_context,
@@ -27,8 +26,6 @@ from labpki.credential import Issued, PrivateKey, ServerCredential, fingerprint
 from labpki.errors import PkiError
 from labpki.files import (
     CredentialFileError,
-    PemSetting,
-    Pkcs12Setting,
     load_configured_credential,
     load_credential_files,
     parse_roots,
@@ -44,6 +41,7 @@ from labpki.identity import (
     identity_of_certificate,
     same_user,
 )
+from labpki.settings import ClientCertMode, ListenerTls, PemFiles, Pkcs12File
 from labpki.swap import SwappableServerContext
 
 __all__ = [
@@ -54,8 +52,9 @@ __all__ = [
     "DeviceIdentity",
     "Hierarchy",
     "Issued",
-    "PemSetting",
-    "Pkcs12Setting",
+    "ListenerTls",
+    "PemFiles",
+    "Pkcs12File",
     "PkiError",
     "PrivateKey",
     "ServerContextOptions",

@@ -17,7 +17,6 @@ which needs ``@SECLEVEL=0`` because OpenSSL 3 refuses TLS below 1.2 at its defau
 
 from __future__ import annotations
 
-import enum
 import functools
 import os
 import secrets
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from labpki.credential import Issued, PrivateKey, ServerCredential
 from labpki.errors import PkiError
 from labpki.files import parse_roots
+from labpki.settings import ClientCertMode
 
 #: What a deliberately weak legacy endpoint needs: OpenSSL 3 refuses TLS < 1.2 above level 0.
 LEGACY_CIPHERS: Final = "DEFAULT:@SECLEVEL=0"
@@ -40,27 +40,6 @@ _MODERN: Final = (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3)
 _LEGACY: Final = (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)
 _VERSIONS: Final = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 _REFUSED: Final = {"1.0": "1.0", "1": "1.0", "1.1": "1.1"}
-
-
-class ClientCertMode(enum.Enum):
-    """Whether a server asks devices for a client certificate (mutual TLS)."""
-
-    #: No CertificateRequest; any device may connect.
-    OFF = "off"
-    #: Ask; a device without a certificate still connects, one with a bad certificate does not.
-    OPTIONAL = "optional"
-    #: A device without a certificate the configured roots vouch for fails the handshake.
-    REQUIRED = "required"
-
-    @classmethod
-    def parse(cls, value: str, *, source: str, key: str) -> ClientCertMode:
-        """The mode named ``off``/``optional``/``required``; ``PkiError`` naming the setting."""
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            raise PkiError(
-                f"{source}: {key}: expected off, optional or required, got {value!r}"
-            ) from None
 
 
 class ServerContextOptions(TypedDict, total=False):

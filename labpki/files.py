@@ -3,13 +3,13 @@
 Responsibility: the one place that turns a root PEM file, a PKCS#12 file (with its password
 from an environment variable) or a PEM chain and key file into ``labpki`` values, with errors
 that name the file and, for a configuration, the setting to fix. It must not know any actor's
-configuration types or error classes: the gatekeeper and the UEM each turn a
+configuration modules or error classes: the gatekeeper and the UEM each turn a
 ``CredentialFileError`` into their own ``ConfigError`` (``setting`` appended to their config
 key, ``problem`` as the message); other callers catch it as a plain ``PkiError``.
 
 Theory of operation: ``load_configured_credential`` takes an actor's ``certificate`` setting
-through two structural types (``Pkcs12Setting``, ``PemSetting``), so the actors share this
-code without importing each other. Files are read bounded (``MAX_INPUT_BYTES``), then handed to
+as the shared values of ``labpki.settings`` (``Pkcs12File``, ``PemFiles``), so the actors share
+this code without importing each other. Files are read bounded (``MAX_INPUT_BYTES``), then handed to
 the checks of ``labpki.credential``; ``ServerCredential.from_pem`` names the key file for
 problems with the key. A root file must hold at least one CA certificate (RFC 5280 4.2.1.9,
 basicConstraints CA:TRUE): a server's own certificate given as a "root" would only fail later,
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Final, Protocol, runtime_checkable
+from typing import Final
 
 from cryptography import x509
 
@@ -32,33 +32,13 @@ from labpki.credential import (
     check_size,
 )
 from labpki.errors import PkiError
+from labpki.settings import PemFiles, Pkcs12File
 
 #: Problem of a config's ``certificate`` key that names no file where no lab stands in.
 NO_CREDENTIAL_FILES: Final = (
     "expected {pkcs12: path, password_env: VARIABLE} or {cert_chain: path, key: path}; only "
     "the in-process lab supplies a certificate of its own"
 )
-
-
-class Pkcs12Setting(Protocol):
-    """A config's ``{pkcs12: path, password_env: VARIABLE}`` (each actor has its own class)."""
-
-    @property
-    def path(self) -> str: ...
-
-    @property
-    def password_env(self) -> str | None: ...
-
-
-@runtime_checkable
-class PemSetting(Protocol):
-    """A config's ``{cert_chain: path, key: path}`` (each actor has its own class)."""
-
-    @property
-    def cert_chain(self) -> str: ...
-
-    @property
-    def key(self) -> str: ...
 
 
 class CredentialFileError(PkiError):
@@ -195,7 +175,7 @@ def load_credential_files(
 
 
 def load_configured_credential(
-    files: Pkcs12Setting | PemSetting | None,
+    files: Pkcs12File | PemFiles | None,
     *,
     lab_credential: ServerCredential | None = None,
     environ: Mapping[str, str] | None = None,
@@ -211,7 +191,7 @@ def load_configured_credential(
             message = f"certificate: {NO_CREDENTIAL_FILES}"
             raise CredentialFileError(message, setting="", problem=NO_CREDENTIAL_FILES)
         return lab_credential
-    if isinstance(files, PemSetting):
+    if isinstance(files, PemFiles):
         return load_credential_files(cert_chain=files.cert_chain, key=files.key)
     password = password_from_env(files.password_env, of=files.path, environ=environ)
     return load_credential_files(pkcs12=files.path, password=password)

@@ -73,6 +73,7 @@ from labpki import (
     ClientCertMode,
     Hierarchy,
     Issued,
+    ListenerTls,
     PkiError,
     ServerCredential,
     client_context,
@@ -84,7 +85,6 @@ from scenarios.cli_sentry import serve as serve_sentry
 from scenarios.serving import StartedSite, start_site, warn_if_exposed
 from scenarios.whatif import JournalHeader, JournalRecorder
 from sentry_sim.config import ConfigError as SentryConfigError
-from sentry_sim.config import PortTls as SentryPortTls
 from sentry_sim.config import SentryConfig
 from sentry_sim.config import TlsConfig as SentryTlsConfig
 from sentry_sim.device_list import record_key
@@ -93,7 +93,6 @@ from sentry_sim.service import Sentry
 from sentry_sim.tls import SentryTls
 from simclock import Clock, SystemClock
 from uem_sim.app import make_app as make_uem_app
-from uem_sim.config import PortTls as UemPortTls
 from uem_sim.config import TlsConfig as UemTlsConfig
 from uem_sim.config import UemConfig
 from uem_sim.errors import ConfigError as UemConfigError
@@ -402,14 +401,14 @@ def _reconcile_tls(
             )
     else:
         tls = SentryTlsConfig(
-            device=SentryPortTls(enabled=True, client_certificates=mode),
-            admin=SentryPortTls(enabled=True),
+            device=ListenerTls(enabled=True, client_certificates=mode),
+            admin=ListenerTls(enabled=True),
             trust=sentry.tls.trust,
             source=source,
         )
         sentry = attrs.evolve(sentry, tls=tls)
     if not _uem_tls_enabled(uem):
-        port = UemPortTls(enabled=True)
+        port = ListenerTls(enabled=True)
         uem = attrs.evolve(uem, tls=UemTlsConfig(api=port, admin=port))
     return sentry, uem
 

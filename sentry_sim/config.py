@@ -69,7 +69,7 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
-from labpki import ClientCertMode
+from labpki import ClientCertMode, ListenerTls, PemFiles, Pkcs12File
 from sentry_sim.gate import PolicyMode, Unreachable
 
 
@@ -102,47 +102,12 @@ _OLD_TLS: Final = frozenset({"1", "1.0", "1.1", "tlsv1", "tlsv1.0", "tlsv1.1", "
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
-@attrs.frozen
-class Pkcs12File:
-    """A PKCS#12 file (certificate, key, chain) and the environment variable with its password
-    (None: no password, or the empty one)."""
-
-    path: str
-    password_env: str | None = None
-
-
-@attrs.frozen
-class PemFiles:
-    """A PEM certificate chain (leaf first) and its unencrypted PEM private key."""
-
-    cert_chain: str
-    key: str
-
-
-@attrs.frozen(kw_only=True)
-class PortTls:
-    """TLS of one listening port (``sentry.tls.device`` or ``sentry.tls.admin``)."""
-
-    enabled: bool = False
-    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
-    #: None: the newest version the ssl module speaks.
-    max_version: ssl.TLSVersion | None = None
-    #: OpenSSL cipher string for TLS 1.2 (None: Python's defaults).
-    ciphers: str | None = None
-    #: None: the lab supplies a certificate from its CA (``SentryTls.from_config``).
-    certificate: Pkcs12File | PemFiles | None = None
-    #: Mutual TLS (device port only).
-    client_certificates: ClientCertMode = ClientCertMode.OFF
-    #: PEM roots client certificates must chain to (None: the lab's root).
-    client_ca: str | None = None
-
-
 @attrs.frozen(kw_only=True)
 class TlsConfig:
     """``sentry.tls``: both ports and the roots trusted for the gatekeeper's own calls."""
 
-    device: PortTls = PortTls()
-    admin: PortTls = PortTls()
+    device: ListenerTls = attrs.field(factory=ListenerTls)
+    admin: ListenerTls = attrs.field(factory=ListenerTls)
     #: PEM roots for calls to the UEM and an https upstream (None: the system store).
     trust: str | None = None
     #: The config file's name, for the messages about the files above (``sentry_sim.tls``);
@@ -405,9 +370,9 @@ class _Reader:
                     f"{where}.{key}", f"unknown setting; expected one of {', '.join(known)}"
                 )
 
-    def port_tls(self, value: object, where: str, *, device: bool) -> PortTls:
+    def port_tls(self, value: object, where: str, *, device: bool) -> ListenerTls:
         if value is None:
-            return PortTls()
+            return ListenerTls()
         section = self.mapping(value, where)
         keys: tuple[str, ...] = ("enabled", "min_version", "max_version", "ciphers", "certificate")
         if device:
@@ -433,7 +398,7 @@ class _Reader:
                     f"got {tls_version_text(high)}",
                 )
         mode = self.client_mode(section.get("client_certificates"), f"{where}.client_certificates")
-        return PortTls(
+        return ListenerTls(
             enabled=enabled,
             min_version=low,
             max_version=high,

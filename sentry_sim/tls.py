@@ -48,6 +48,9 @@ from labpki import (
     ClientCertMode,
     CredentialFileError,
     DeviceIdentity,
+    ListenerTls,
+    PemFiles,
+    Pkcs12File,
     PkiError,
     ServerCredential,
     SwappableServerContext,
@@ -57,7 +60,7 @@ from labpki import (
     load_configured_credential,
     read_roots,
 )
-from sentry_sim.config import ConfigError, PemFiles, Pkcs12File, PortTls, SentryConfig, TlsConfig
+from sentry_sim.config import ConfigError, SentryConfig, TlsConfig
 from sentry_sim.device_list import record_key, split_key
 from sentry_sim.events import RequestDenied, next_request_id
 from sentry_sim.service import Sentry
@@ -101,7 +104,7 @@ def _credential(
 
 
 def _port(
-    settings: PortTls,
+    settings: ListenerTls,
     where: str,
     source: str,
     lab_credential: ServerCredential | None,
@@ -190,7 +193,7 @@ class SentryTls:
             return self.admin
         raise ValueError(f"TLS port: expected one of {', '.join(PORTS)}, got {name!r}")
 
-    def port_settings(self, name: str) -> PortTls:
+    def port_settings(self, name: str) -> ListenerTls:
         self.port(name)
         return self.settings.device if name == "device" else self.settings.admin
 

@@ -59,7 +59,7 @@ from typing import Any, Final
 import attrs
 
 from activesync.commands.provision import ProvisionDoc
-from labpki import PkiError, tls_version
+from labpki import ListenerTls, PemFiles, Pkcs12File, PkiError, tls_version
 from uem_sim.contract import ActiveSyncPolicy, SettingValue
 from uem_sim.errors import ConfigError
 from uem_sim.model import (
@@ -355,42 +355,12 @@ def parse_device(reader: Reader, value: object, path: str) -> DeviceSpec:
     )
 
 
-@attrs.frozen
-class Pkcs12File:
-    """A PKCS#12 file and the environment variable holding its password (None: no password)."""
-
-    path: str
-    password_env: str | None = None
-
-
-@attrs.frozen
-class PemFiles:
-    """A PEM certificate chain (leaf first) and its unencrypted PEM key."""
-
-    cert_chain: str
-    key: str
-
-
-@attrs.frozen(kw_only=True)
-class PortTls:
-    """TLS of one listening port (``uem.tls.api`` or ``uem.tls.admin``)."""
-
-    enabled: bool = False
-    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
-    #: None: the newest version the ssl module speaks.
-    max_version: ssl.TLSVersion | None = None
-    #: OpenSSL cipher string for TLS 1.2 (None: Python's defaults).
-    ciphers: str | None = None
-    #: None: the in-process lab supplies a certificate from its CA (``UemTls.from_config``).
-    certificate: Pkcs12File | PemFiles | None = None
-
-
 @attrs.frozen(kw_only=True)
 class TlsConfig:
     """``uem.tls``: both listening ports."""
 
-    api: PortTls = PortTls()
-    admin: PortTls = PortTls()
+    api: ListenerTls = attrs.field(factory=ListenerTls)
+    admin: ListenerTls = attrs.field(factory=ListenerTls)
 
 
 PORT_TLS_KEYS: Final = ("enabled", "min_version", "max_version", "ciphers", "certificate")
@@ -454,9 +424,9 @@ def parse_certificate(
     )
 
 
-def parse_port_tls(reader: Reader, value: object, where: str, base_dir: str | None) -> PortTls:
+def parse_port_tls(reader: Reader, value: object, where: str, base_dir: str | None) -> ListenerTls:
     if value is None:
-        return PortTls()
+        return ListenerTls()
     obj = reader.mapping(value, where, PORT_TLS_KEYS)
     enabled = reader.boolean(obj.get("enabled", False), f"{where}.enabled")
     low = _version(reader, obj.get("min_version", "1.2"), f"{where}.min_version")
@@ -481,7 +451,7 @@ def parse_port_tls(reader: Reader, value: object, where: str, base_dir: str | No
                 f"no cipher matches {show(ciphers)}",
                 hint='an OpenSSL cipher list such as "ECDHE+AESGCM:ECDHE+CHACHA20"',
             ) from None
-    return PortTls(
+    return ListenerTls(
         enabled=enabled,
         min_version=low,
         max_version=high,

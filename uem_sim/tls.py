@@ -30,12 +30,15 @@ import attrs
 import labpki
 from labpki import (
     CredentialFileError,
+    ListenerTls,
+    PemFiles,
+    Pkcs12File,
     PkiError,
     ServerCredential,
     SwappableServerContext,
     load_configured_credential,
 )
-from uem_sim.config import PemFiles, Pkcs12File, PortTls, TlsConfig, UemConfig, tls_version_text
+from uem_sim.config import TlsConfig, UemConfig, tls_version_text
 from uem_sim.errors import ConfigError
 
 #: The two ports that can speak TLS.
@@ -65,7 +68,7 @@ def load_credential(
 
 
 def _port(
-    settings: PortTls,
+    settings: ListenerTls,
     where: str,
     source: str,
     lab_credential: ServerCredential | None,

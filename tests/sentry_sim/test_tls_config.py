@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from labpki import ClientCertMode, Hierarchy, make_hierarchy
-from sentry_sim.config import ConfigError, PemFiles, Pkcs12File, SentryConfig
+from labpki import ClientCertMode, Hierarchy, PemFiles, Pkcs12File, make_hierarchy
+from sentry_sim.config import ConfigError, SentryConfig
 from sentry_sim.tls import SentryTls
 
 

@@ -35,7 +35,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import attrs
-import yaml
 
 from scenarios.serving import (
     StartedSite,
@@ -44,6 +43,7 @@ from scenarios.serving import (
     wait_for_shutdown_signal,
     write_ready_file,
 )
+from scenarios.yaml_text import YamlSyntaxError, parse_yaml
 from sentry_sim.admin import push_path
 from sentry_sim.app import ADMIN_APP, CLIENT_CHECK, TOKEN, make_app
 from sentry_sim.config import MAX_WORKERS, ConfigError, SentryConfig
@@ -97,10 +97,14 @@ class RunningSentry:
         }
 
     async def stop(self) -> None:
-        """Stop the admin site, the lane, then the device app (whose cleanup persists)."""
-        await self.admin_site.stop()
+        """Drain the lane, stop the admin site, then the device app (whose cleanup persists).
+
+        The lane first: it relays requests to the device app (the full path), and a request
+        it waits for may be a first access whose decision the UEM pushes to the admin port.
+        The device app last: its runner drains its own handlers, then persists the list."""
         if self.lane is not None:
             await self.lane.stop()
+        await self.admin_site.stop()
         await self.device_site.stop()
 
 
@@ -200,15 +204,17 @@ def load_config(path: str | None) -> SentryConfig:
     paths in it start at the file's folder."""
     if path is None:
         return SentryConfig()
-    name = Path(path).name
+    name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(name, "(file)", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(name, "(file)", f"not UTF-8 text: {exc.reason}") from None
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(name, "(file)", f"not valid YAML: {exc}") from None
+        data = parse_yaml(text, name)
+    except YamlSyntaxError as exc:
+        raise ConfigError(name, exc.where or "(file)", f"not valid YAML: {exc.problem}") from None
     if data is None:
         return SentryConfig()
     if not isinstance(data, dict):

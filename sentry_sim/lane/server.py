@@ -46,12 +46,21 @@ Theory of operation:
   on the bus, so the metrics still count the requests). Nothing is logged on the hot path.
 - An idle sweep closes device connections idle for ``KEEPALIVE_S`` and pooled upstream ones
   idle for 30 s.
+- Stopping drains (``Lane.stop``): the listener closes first; idle keep-alive connections close
+  at once; a connection with a request in flight gets it answered in full (the answer's last
+  byte, chunked or streamed bodies too), its last request received marked to close after its
+  answer (``Connection: close`` when its head is not written yet, RFC 9112 9.6: a device that
+  pipelined more learns they were not processed); held hot-path Pings are answered at once by
+  the lane with Ping Status 1 (``end_held_ping``); whatever is left at the drain deadline is
+  aborted, then the pools close. Not stopping, this costs the hot path one attribute check
+  per request (``Lane.draining``, read in ``Exchange.start``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
 from collections import deque
@@ -60,6 +69,8 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from activesync.commands.ping import PingResponse
+from activesync.wbxml.encoder import encode
 from sentry_sim.events import (
     RequestForwarded,
     RequestReceived,
@@ -109,6 +120,20 @@ HELD_LIMIT: Final = 64 * 1024
 KEEPALIVE_S: Final = 75.0
 #: Seconds between idle sweeps.
 SWEEP_S: Final = 5.0
+#: Seconds ``Lane.stop`` waits for requests in flight (the aiohttp path's shutdown timeout).
+DRAIN_S: Final = 5.0
+
+#: The canonical command name of a Ping (``request_line.Line.command``).
+_PING: Final = "Ping"
+_PING_EXPIRED_BODY: Final = encode(PingResponse.expired().to_element())
+#: MS-ASCMD 2.2.3.177.11, Ping Status 1: "the heartbeat interval expired before any changes
+#: occurred"; the device sends its next Ping (here on a new connection: this one closes).
+PING_EXPIRED: Final = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ms-sync.wbxml\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(_PING_EXPIRED_BODY)
+) + _PING_EXPIRED_BODY
+
+logger = logging.getLogger(__name__)
 
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
 _UNAVAILABLE: Final = "upstream EAS server unavailable"
@@ -279,6 +304,10 @@ class Exchange:
                             protocol_version=version,
                         )
                     )
+            if lane.draining and verdict.command == _PING:
+                # Stopping: a Ping would be held for its heartbeat (up to ~59 minutes).
+                self.end_held_ping()
+                return
         else:
             pool = lane.slow
             head = self._full_path_head()
@@ -358,6 +387,42 @@ class Exchange:
         self.close_after = self.close_after or not self.req_done or not self.keep_alive
         self.device.out.append(answer(status, text, close=self.close_after, headers=headers))
         self.done = True
+        self.device.exchange_finished(self)
+
+    def is_held_ping(self) -> bool:
+        """A hot-path Ping waiting for the upstream's answer (none of it has come back)."""
+        verdict = self.verdict
+        return (
+            verdict is not None
+            and verdict.command == _PING
+            and not self.done
+            and not self.head_sent
+            and self.held is None
+        )
+
+    def end_held_ping(self) -> None:
+        """The lane is stopping: answer this hot-path Ping now, as the upstream answers a
+        heartbeat that expired with no changes (Ping Status 1), and close the connection.
+
+        The Ping stays in flight upstream for its whole heartbeat (up to ~59 minutes), which
+        no drain can wait for, and cutting it off makes the device count a network failure
+        (and, on many phones, shorten its heartbeat). Status 1 is an answer the device
+        expects at any time: it sends its next Ping, to a gatekeeper that is up. It tells the
+        device nothing about its mailbox (a change it has not seen shows on that next Ping),
+        and only requests of an ALLOWED record (the hot path) get it. Requests a device
+        pipelined behind its Ping are not processed, as the answer's close option says."""
+        # Dead: a connection still being opened for it goes back to the pool (Pool._opened).
+        self.dead = True
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.close()  # the upstream's Ping ends with its connection
+        self.up_out.clear()
+        self.up_out_size = 0
+        self.close_after = True
+        self.device.out.append(PING_EXPIRED)
+        self.done = True
+        self.device.lane.pings_ended += 1
         self.device.exchange_finished(self)
 
     # -- Receiver: the upstream's side -----------------------------------------------------
@@ -651,6 +716,11 @@ class DeviceConnection(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self.lane.connections.add(self)
+        if self.lane.draining:
+            # Accepted (or its TLS handshake finished) after the lane began to stop.
+            self.closing = True
+            self.transport.close()
+            return
         if self.lane.peers is not None:
             # Called once the TLS handshake is done: the verified certificate is known.
             self.peer = self.lane.peers.peer(transport)
@@ -685,11 +755,37 @@ class DeviceConnection(asyncio.Protocol):
             self.data_received(data[offset:])
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lane.connections.discard(self)
-        for exchange in self.queue:
+        lane = self.lane
+        lane.connections.discard(self)
+        queue = self.queue
+        if queue and not self.closing:
+            self._left_mid_request(queue[-1])
+        for exchange in queue:
             exchange.abandon()
-        self.queue.clear()
+        queue.clear()
         self.transport = None
+        if lane.draining and not lane.connections:
+            lane.drained.set()
+
+    def _left_mid_request(self, last: Exchange) -> None:
+        """The device closed the connection by itself with requests in flight: normal
+        traffic (a phone losing its network), counted and logged at DEBUG, no traceback. A
+        request whose body was still arriving has had its head and the body bytes received so
+        far sent on; ``abandon`` aborts that upstream connection, so the upstream sees a
+        short body and a reset, never a complete request."""
+        if last.req_done or last.done:
+            return  # every body was whole: the device gave up waiting for an answer
+        lane = self.lane
+        lane.clients_gone += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            peer = None if self.transport is None else self.transport.get_extra_info("peername")
+            size = "chunked" if last.chunked else f"Content-Length {last.content_length}"
+            logger.debug(
+                "device %s left while its request body was being received (%s): its "
+                "upstream connection was dropped",
+                peer[0] if isinstance(peer, tuple) else "?",
+                size,
+            )
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -856,6 +952,32 @@ class DeviceConnection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def drain(self) -> None:
+        """The lane is stopping: close now when idle; otherwise answer every request
+        received (or being received) and close after the last one's answer."""
+        transport = self.transport
+        if transport is None or self.closing:
+            return  # closing already
+        building = self.building
+        queue = self.queue
+        if building is not None and not building.done:
+            last: Exchange | None = building
+        else:
+            last = queue[-1] if queue else None
+        if last is None:
+            # Idle keep-alive: a request the device sends now finds the connection closed,
+            # as with any server's idle close (RFC 9112 9.3.1); none was received.
+            self.closing = True
+            transport.close()
+            return
+        # RFC 9112 9.6: "Connection: close" on that answer (unless its head is already out:
+        # then the connection just closes after it); requests the device pipelines after it
+        # are not processed, which the close option tells the device.
+        last.close_after = True
+        if queue and queue[0].is_held_ping():
+            queue[0].end_held_ping()
+            self.flush()
+
     def idle_for(self, now: float) -> float:
         """Seconds without a byte while nothing is in flight (0 while something is)."""
         return 0.0 if self.queue else now - self.last_active
@@ -901,6 +1023,17 @@ class Lane:
         self.port = 0
         #: Mutual TLS on the device port: the check of each connection's certificate.
         self.peers: ClientCheck | None = None
+        #: ``stop`` has begun: no new connection is kept, hot-path Pings are answered at once.
+        self.draining = False
+        #: Set once the last device connection is gone while draining.
+        self.drained = asyncio.Event()
+        #: Held Pings the lane answered itself while stopping (``Exchange.end_held_ping``).
+        self.pings_ended = 0
+        #: Device connections still open at the drain deadline, aborted.
+        self.cut_off = 0
+        #: Devices that closed their connection while a request body was still arriving
+        #: (``Forwarder.clients_gone`` counts the same on the full path).
+        self.clients_gone = 0
 
     def emit(self, event: RequestReceived | RequestForwarded | UpstreamFailed) -> None:
         self.sentry.bus.emit(event)
@@ -942,17 +1075,38 @@ class Lane:
             self.upstream.sweep(now)
             self.slow.sweep(now)
 
-    async def stop(self) -> None:
-        """Stop listening, end every connection (held long-polls too), close the pools."""
+    async def stop(self, drain_s: float = DRAIN_S) -> None:
+        """Stop listening, drain the device connections for up to ``drain_s`` seconds, abort
+        what is left, close the pools (the module docstring says what draining does).
+
+        Call it before stopping the full path (the aiohttp device app): requests in flight
+        may be relayed to it."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
         server = self._server
+        self._server = None
         if server is not None:
-            server.close()
+            server.close()  # no new connections
+        self.draining = True
         for conn in list(self.connections):
+            conn.drain()
+        if self.connections and drain_s > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(drain_s):
+                    await self.drained.wait()
+        left = list(self.connections)
+        if left:
+            self.cut_off += len(left)
+            logger.warning(
+                "fast lane: aborting %d device connection(s) still busy after %g s of drain",
+                len(left),
+                drain_s,
+            )
+        for conn in left:
+            conn.closing = True  # the lane's doing, not the device's
             if conn.transport is not None:
                 conn.transport.abort()
             conn.connection_lost(None)
@@ -960,7 +1114,6 @@ class Lane:
         await self.slow.close()
         if server is not None:
             await server.wait_closed()
-        self._server = None
 
 
 def pool_for(url: str, *, connect_timeout_s: float, tls: ssl.SSLContext | None = None) -> Pool:

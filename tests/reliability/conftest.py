@@ -12,13 +12,14 @@ import pytest
 from tests.reliability.processes import DEFAULT_LAB, TOKEN, Actor, Stack, start_actor
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+@pytest.fixture(params=["fast_lane", "aiohttp_path"])
+async def stack(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    """Both device ports drain on SIGTERM: the fast lane (the default, ``Lane.stop``) and the
+    aiohttp device app (``fast_lane: false``, its runner's shutdown)."""
     config = tmp_path / "sentry.yaml"
-    # The aiohttp device path: the fast lane's stop aborts in-flight requests (see
-    # docs/reliability.md, "Restarts"), so the drain is tested where it is implemented.
+    fast_lane = "true" if request.param == "fast_lane" else "false"
     config.write_text(
-        "sentry:\n  fast_lane: false\n  persist_interval_s: 0.5\n  report_retry_max_s: 1\n",
+        f"sentry:\n  fast_lane: {fast_lane}\n  persist_interval_s: 0.5\n  report_retry_max_s: 1\n",
         encoding="utf-8",
     )
     state_dir = tmp_path / "state"

@@ -1,9 +1,12 @@
 """A phone that drops its connection mid-body is normal: counted, logged quietly, and the
-gatekeeper serves the next request (the aiohttp device path's ``Forwarder``)."""
+gatekeeper serves the next request: on the aiohttp device path (``Forwarder``), on the fast
+lane relaying to that path, and on the lane's hot path (``Lane.clients_gone``: the partial
+request's upstream connection is dropped, never reused)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import traceback
 from collections.abc import AsyncIterator
@@ -18,9 +21,32 @@ from sentry_sim.events import EventBus, RequestRejected
 from simclock import SystemClock
 from tests.sentry_sim.fakes import FakeUem, FakeUpstream, headers, query
 
+Gatekeeper = tuple[RunningSentry, FakeUpstream, list[RequestRejected]]
 
-@pytest.fixture
-async def sentry() -> AsyncIterator[tuple[RunningSentry, FakeUpstream, list[RequestRejected]]]:
+
+@pytest.fixture(params=["aiohttp_path", "lane_to_full_path", "lane_hot_path"])
+async def any_path(request: pytest.FixtureRequest) -> AsyncIterator[Gatekeeper]:
+    """A gatekeeper whose device port is the aiohttp app, or the fast lane (relaying every
+    request to that app, or taking the hot path for an allowed device)."""
+    async with gatekeeper(fast_lane=request.param != "aiohttp_path") as started:
+        running = started[0]
+        if request.param == "lane_to_full_path":
+            assert running.lane is not None
+            running.lane.fast = False
+        yield started
+
+
+@pytest.fixture(params=["aiohttp_path", "lane_to_full_path"])
+async def sentry(request: pytest.FixtureRequest) -> AsyncIterator[Gatekeeper]:
+    """A gatekeeper whose requests all reach the aiohttp device app (``Forwarder``)."""
+    async with gatekeeper(fast_lane=request.param != "aiohttp_path") as started:
+        if started[0].lane is not None:
+            started[0].lane.fast = False
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def gatekeeper(*, fast_lane: bool) -> AsyncIterator[Gatekeeper]:
     uem = FakeUem()
     uem.site = await start_site(uem.app())
     upstream = FakeUpstream()
@@ -29,7 +55,7 @@ async def sentry() -> AsyncIterator[tuple[RunningSentry, FakeUpstream, list[Requ
     rejected: list[RequestRejected] = []
     bus.subscribe(lambda e: rejected.append(e) if isinstance(e, RequestRejected) else None)
     config = SentryConfig.from_mapping(
-        {"activesync_policy_mode": "pass_through", "fast_lane": False}, "test"
+        {"activesync_policy_mode": "pass_through", "fast_lane": fast_lane}, "test"
     )
     running = await serve(
         config,
@@ -86,7 +112,7 @@ async def half_a_body_then_close(running: RunningSentry, length: int = 1000) -> 
 
 
 async def test_device_closing_mid_body_is_counted_not_logged_as_error_and_next_is_served(
-    sentry: tuple[RunningSentry, FakeUpstream, list[RequestRejected]],
+    sentry: Gatekeeper,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     running, upstream, rejected = sentry
@@ -112,7 +138,7 @@ async def test_device_closing_mid_body_is_counted_not_logged_as_error_and_next_i
 
 
 async def test_device_closing_mid_stream_of_a_large_body_is_not_an_upstream_failure(
-    sentry: tuple[RunningSentry, FakeUpstream, list[RequestRejected]],
+    sentry: Gatekeeper,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     running, _, rejected = sentry
@@ -127,3 +153,42 @@ async def test_device_closing_mid_stream_of_a_large_body_is_not_an_upstream_fail
         assert await post(running, b"next") == 200
     assert gatekeeper_errors(caplog.records) == []
     assert [r.http_status for r in rejected] == [400]
+
+
+async def test_device_closing_mid_body_is_counted_and_its_partial_request_goes_nowhere(
+    any_path: Gatekeeper, caplog: pytest.LogCaptureFixture
+) -> None:
+    running, upstream, _ = any_path
+    caplog.set_level(logging.DEBUG)
+    async with asyncio.timeout(20):
+        assert await post(running, b"first") == 200
+        lane = running.lane
+        gone_before = running.sentry.forwarder.clients_gone
+        for _ in range(3):
+            await half_a_body_then_close(running)
+        if lane is not None and lane.fast:
+            # The hot path: the partial requests went straight upstream and their connections
+            # were aborted, so the upstream has only the pooled keep-alive one left.
+            while lane.clients_gone < 3:  # noqa: ASYNC110 - the server side runs on its own
+                await asyncio.sleep(0.01)
+            assert upstream.site is not None
+            server = upstream.site.runner.server
+            assert server is not None
+            while len(server.connections) > 1:  # noqa: ASYNC110 - closing on its own
+                await asyncio.sleep(0.01)
+            assert running.sentry.forwarder.clients_gone == gone_before
+        else:
+            forwarder = running.sentry.forwarder
+            while forwarder.clients_gone < gone_before + 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert await post(running, b"next") == 200
+        if lane is not None:
+            assert lane.clients_gone == 3
+            while lane.connections:  # noqa: ASYNC110 - every device connection ends
+                await asyncio.sleep(0.01)
+    assert gatekeeper_errors(caplog.records) == []
+    ours = [r for r in caplog.records if r.name.startswith("sentry_sim")]
+    assert not [r for r in ours if r.exc_info], "no traceback for a dropped phone"
+    assert all(r.levelno == logging.DEBUG for r in ours if "left" in r.getMessage())
+    # None of the three half requests reached the upstream's handler whole.
+    assert [s["body"] for s in upstream.seen] == [b"first", b"next"]

@@ -67,7 +67,7 @@ def make_app(
         client_tls=None if tls is None else tls.outgoing_context(),
     )
     metrics = Metrics()
-    sentry.bus.subscribe(metrics.observe)
+    metrics.follow(sentry.bus)
     token = admin_token or secrets.token_urlsafe(24)
     check = None if tls is None else tls.client_check(sentry)
     middlewares = [error_middleware] if check is None else [error_middleware, check.middleware()]

@@ -277,9 +277,9 @@ def build(item: Event | Deferred) -> Event:
 class EventBus:
     """Delivers each event to every subscriber, and keeps the latest ones for late readers.
 
-    Counting subscribers: a subscriber that is the bound method of an object with an
-    ``attach_bus(bus)`` method (``metrics.Metrics``) is told the bus when it subscribes, and
-    only counts events: it reads ``deferred_counts()`` and ``tallies()`` when it renders.
+    Counting subscribers: one subscribed with ``counting=True`` (``metrics.Metrics.follow``)
+    only counts events by kind and reads ``deferred_counts()`` and ``tallies()`` when it
+    renders.
     While no other subscriber listens (``quiet``), a producer on the hot path may hand the
     bus a ``Deferred`` tuple instead of an event (``defer``): it is counted, numbered and kept
     in the history like an emitted event, and built only if someone reads the history
@@ -314,13 +314,11 @@ class EventBus:
         self._delivery = tuple(self._subscribers)
         self.quiet = all(s in self._counting for s in self._subscribers)
 
-    def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
-        """Add ``subscriber``; the returned function removes it again."""
+    def subscribe(self, subscriber: Subscriber, *, counting: bool = False) -> Callable[[], None]:
+        """Add ``subscriber``; the returned function removes it again. A ``counting`` one
+        (it reads ``deferred_counts()``) keeps the bus ``quiet``."""
         self._subscribers.append(subscriber)
-        owner = getattr(subscriber, "__self__", None)
-        attach = getattr(owner, "attach_bus", None)
-        if callable(attach):
-            attach(self)
+        if counting:
             self._counting.append(subscriber)
         self._changed()
 

@@ -21,7 +21,7 @@ are not observed either: the bus counts them per kind and the metrics add those 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Final
 
 import attrs
@@ -99,10 +99,11 @@ class Metrics:
     _kinds: dict[type[Event], int] = attrs.field(factory=dict)
     _bus: EventBus | None = None
 
-    def attach_bus(self, bus: EventBus) -> None:
-        """Read ``bus``'s deferred counts and tallies when counting (``EventBus.subscribe``
-        calls this: the metrics are then a counting subscriber)."""
+    def follow(self, bus: EventBus) -> Callable[[], None]:
+        """Count ``bus``'s events, the deferred ones and its tallies included, as a counting
+        subscriber (the bus stays ``quiet``); the returned function stops following."""
         self._bus = bus
+        return bus.subscribe(self.observe, counting=True)
 
     def inc(self, name: str, **labels: str) -> None:
         self._counts[_key(name, **labels)] += 1

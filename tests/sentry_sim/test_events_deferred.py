@@ -1,5 +1,5 @@
 """The event bus's cheap paths: deferred events, counting subscribers, tallies, and the metrics
-that read them (``EventBus.defer``, ``EventBus.add_tally``, ``Metrics.attach_bus``)."""
+that read them (``EventBus.defer``, ``EventBus.add_tally``, ``Metrics.follow``)."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_bus_is_quiet_only_while_nothing_but_counting_subscribers_listen() -> No
     bus = EventBus()
     assert bus.quiet
     metrics = Metrics()
-    drop_metrics = bus.subscribe(metrics.observe)
+    drop_metrics = metrics.follow(bus)
     assert bus.quiet
     seen: list[Event] = []
     drop_recorder = bus.subscribe(seen.append)
@@ -73,7 +73,7 @@ def test_bus_is_quiet_only_while_nothing_but_counting_subscribers_listen() -> No
 def test_metrics_count_deferred_events_and_tallied_requests() -> None:
     bus = EventBus()
     metrics = Metrics()
-    bus.subscribe(metrics.observe)
+    metrics.follow(bus)
     for n in range(3):
         bus.defer(received(n))
         bus.defer(forwarded(n))
@@ -92,7 +92,7 @@ def test_metrics_count_deferred_events_and_tallied_requests() -> None:
 def test_metrics_keep_labels_that_come_from_event_fields() -> None:
     bus = EventBus()
     metrics = Metrics()
-    bus.subscribe(metrics.observe)
+    metrics.follow(bus)
     denied = RequestDenied(
         at=1.0, command="Sync", why="blocked", http_status=200, eas_status=129, record="a/b"
     )
@@ -129,8 +129,8 @@ def test_deferring_changes_nothing_the_metrics_or_history_show(
     exactly as if every one had been built and emitted."""
     mixed, built = EventBus(), EventBus()
     mixed_metrics, built_metrics = Metrics(), Metrics()
-    mixed.subscribe(mixed_metrics.observe)
-    built.subscribe(built_metrics.observe)
+    mixed_metrics.follow(mixed)
+    built_metrics.follow(built)
     for kind, n, defer in plan:
         item = received(n) if kind == "received" else forwarded(n)
         if defer:

@@ -10,7 +10,6 @@ arguments.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,15 +17,18 @@ from pathlib import Path
 import attrs
 
 from loadtest.bench import BenchReport, BenchRunner, BenchSettings, run_bench
+from scenarios.cli_load import duration_arg
 
 RunnerFactory = Callable[[], BenchRunner]
 
 
 def _duration(text: str) -> float:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(s|m)?", text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"expected a duration like 10s or 1m, got {text!r}")
-    value = float(match.group(1)) * (60 if match.group(2) == "m" else 1)
+    try:
+        value = duration_arg(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration like 10s or 1m, got {text!r}"
+        ) from None
     if not 1 <= value <= 600:
         raise argparse.ArgumentTypeError(f"expected 1s..10m, got {text!r}")
     return value

@@ -94,14 +94,16 @@ def _event_loop_run(profile: Profile, progress: ProgressLine | None) -> RunResul
     return asyncio.run(_run(profile, progress))
 
 
-def _duration(text: str) -> float:
+def duration_arg(text: str) -> float:
+    """An argparse ``type``: seconds from ``10s``/``250ms``/``2m`` (``loadtest.units``)."""
     try:
         return parse_duration(text)
     except UnitError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _rate(text: str) -> float:
+def rate_arg(text: str) -> float:
+    """An argparse ``type``: arrivals per second from ``500``/``500/s``/``30/m``."""
     try:
         return parse_rate(text)
     except UnitError as exc:
@@ -168,10 +170,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         + ")",
     )
     parser.add_argument(
-        "--duration", type=_duration, metavar="TIME", help="run for TIME in all (e.g. 10s)"
+        "--duration", type=duration_arg, metavar="TIME", help="run for TIME in all (e.g. 10s)"
     )
     parser.add_argument(
-        "--rate", type=_rate, metavar="N", help="open model: arrivals per second (e.g. 500)"
+        "--rate", type=rate_arg, metavar="N", help="open model: arrivals per second (e.g. 500)"
     )
     parser.add_argument(
         "--concurrency", type=int, metavar="N", help="closed model: number of workers"

@@ -43,8 +43,7 @@ from loadtest.soak import (
 )
 from loadtest.target import Target, TargetError, read_ready_file
 from loadtest.thresholds import Check, evaluate
-from loadtest.units import UnitError, parse_duration, parse_rate
-from scenarios.cli_load import LabFaults, lab_for
+from scenarios.cli_load import LabFaults, duration_arg, lab_for, rate_arg
 from scenarios.lab import LabConfigError, LabError
 
 DEFAULT_PROFILE = "morning_rush"
@@ -138,20 +137,6 @@ def build_report(
         invalid_reasons=result.validity.reasons,
         notes=tuple(notes),
     )
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except UnitError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _rate(text: str) -> float:
-    try:
-        return parse_rate(text)
-    except UnitError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _minutes(text: str) -> float:
@@ -268,11 +253,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--minutes", type=_minutes, required=True, metavar="N", help="run for N minutes (0.1 ok)"
     )
     parser.add_argument(
-        "--rate", type=_rate, metavar="R", help="arrivals per second (default: the profile's)"
+        "--rate", type=rate_arg, metavar="R", help="arrivals per second (default: the profile's)"
     )
     parser.add_argument(
         "--interval",
-        type=_duration,
+        type=duration_arg,
         metavar="TIME",
         help="sampling interval (default 1m, or the whole run when shorter), e.g. 10s",
     )

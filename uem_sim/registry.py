@@ -54,7 +54,7 @@ from uem_sim.model import (
     User,
     mailbox_identity,
 )
-from uem_sim.policy import MailboxSlots, decide
+from uem_sim.policy import Decision, MailboxSlots, decide
 
 #: Removed records remembered for incremental resyncs.
 MAX_TOMBSTONES: Final = 10_000
@@ -607,6 +607,12 @@ class Registry:
                 return []
             # Its slot changes hands: the records after it may change too.
             return self._reevaluate(mailbox, now)
+        return [self._record_decision(record, decision, registered, now)]
+
+    def _record_decision(
+        self, record: EasRecord, decision: Decision, registered: bool, now: float
+    ) -> EasRecord:
+        """Store ``decision`` on ``record`` under the next version; return the new record."""
         self.version += 1
         record = attrs.evolve(
             record,
@@ -619,7 +625,7 @@ class Registry:
             version=self.version,
         )
         self._put(record)
-        return [record]
+        return record
 
     def _crossed_out_of_contact(self, record: EasRecord, now: float) -> bool:
         """Whether deciding ``record`` at ``now`` would flip its out-of-contact verdict (the
@@ -671,18 +677,7 @@ class Registry:
                 or decision.reasons != record.reasons
                 or registered != record.registered
             ):
-                self.version += 1
-                record = attrs.evolve(
-                    record,
-                    state=decision.state,
-                    reasons=decision.reasons,
-                    explanation=decision.explanation,
-                    trace=decision.trace,
-                    registered=registered,
-                    decided_at=now,
-                    version=self.version,
-                )
-                self._put(record)
+                record = self._record_decision(record, decision, registered, now)
                 changed.append(record)
             if record.state is AccessState.ALLOW:
                 holders.append(record.device_id)

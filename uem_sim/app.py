@@ -24,7 +24,10 @@ contexts of the two ports, which the caller gives its listeners (``tls.context("
 the roots the outgoing client trusts. Every outgoing call (the pusher's) goes through one
 ``uem_sim.outgoing_client.OutgoingClient`` made in ``cleanup_ctx`` from
 ``config.outgoing_tls``; the admin API's Certificate Mgmt and outgoing-TLS routes
-(``uem_sim.handlers``) change both at run time.
+(``uem_sim.handlers``) change both at run time. Outgoing TLS settings applied or reset through
+the admin API are stored (``SqliteStore.save_outgoing_tls``) and win over ``config.outgoing_tls``
+at start; a stored row this version cannot use (an unknown suite name...) is logged as a
+WARNING and the config is used instead (the admin view's ``source_problem`` says why).
 """
 
 from __future__ import annotations
@@ -47,10 +50,17 @@ from uem_sim.errors import UemError
 from uem_sim.events import EventBus
 from uem_sim.handlers import ADMIN_PREFIXES, OUTGOING, ROUTES, TLS, UEM, _json
 from uem_sim.outgoing_client import RESTART_S, OutgoingClient
+from uem_sim.outgoing_tls import (
+    SOURCE_CONFIG,
+    SOURCE_STORED,
+    OutgoingTlsError,
+    OutgoingTlsSettings,
+    SettingsOrigin,
+)
 from uem_sim.push import Pusher
 from uem_sim.registry import Registry
 from uem_sim.service import Uem
-from uem_sim.store import SqliteStore
+from uem_sim.store import SqliteStore, StoredOutgoingTls
 from uem_sim.tls import UemTls, read_roots
 
 log = logging.getLogger("uem_sim")
@@ -91,6 +101,24 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 def _is_admin_route(request: web.Request) -> bool:
     return request.path.startswith(ADMIN_PREFIXES)
+
+
+def _stored_outgoing(store: SqliteStore) -> tuple[StoredOutgoingTls | None, str | None]:
+    """The stored outgoing TLS settings, or None and why they cannot be used (logged)."""
+    try:
+        return store.load_outgoing_tls(), None
+    except OutgoingTlsError as exc:
+        return None, _fallback_warning(str(exc))
+
+
+def _fallback_warning(problem: str) -> str:
+    message = (
+        f"stored outgoing TLS settings not used: {problem}; using the config's "
+        "uem.outgoing_tls instead (PUT /api/v1/outgoing-tls or POST /api/v1/outgoing-tls/reset "
+        "replaces the stored settings)"
+    )
+    log.warning("%s", message)
+    return message
 
 
 def make_app(
@@ -168,13 +196,39 @@ def make_app(
 
     async def pushing(app: web.Application) -> AsyncIterator[None]:
         uem = app[UEM]
-        client = OutgoingClient(
-            config.outgoing_tls,
-            clock=the_clock,
-            events=bus,
-            trust_pem=the_tls.outgoing_trust_pem,
-            restart_s=outgoing_restart_s,
-        )
+
+        def outgoing_client(
+            settings: OutgoingTlsSettings, generation: int, origin: SettingsOrigin
+        ) -> OutgoingClient:
+            return OutgoingClient(
+                settings,
+                clock=the_clock,
+                events=bus,
+                trust_pem=the_tls.outgoing_trust_pem,
+                restart_s=outgoing_restart_s,
+                generation=generation,
+                origin=origin,
+            )
+
+        stored, problem = _stored_outgoing(uem.store)
+        fallback = SettingsOrigin(SOURCE_CONFIG, problem)
+        if stored is None:
+            client = outgoing_client(config.outgoing_tls, 0, fallback)
+        else:
+            try:
+                client = outgoing_client(
+                    stored.settings, stored.applied, SettingsOrigin(SOURCE_STORED)
+                )
+                log.info(
+                    "outgoing TLS settings loaded from %s (applied %d time(s) through the "
+                    "admin API; they win over uem.outgoing_tls)",
+                    uem.store.path,
+                    stored.applied,
+                )
+            except OutgoingTlsError as exc:
+                # Valid names this OpenSSL cannot offer (a build without CHACHA20...).
+                fallback = SettingsOrigin(SOURCE_CONFIG, _fallback_warning(str(exc)))
+                client = outgoing_client(config.outgoing_tls, 0, fallback)
         app[OUTGOING] = client
         pusher = Pusher(client, the_clock, bus, timeout_s=push_timeout_s)
         try:

@@ -17,6 +17,8 @@ Routes (``ROUTES`` below; routes under ``ADMIN_PREFIXES`` need the admin token, 
   (``api`` or ``admin``; a PKCS#12 upload swaps the served certificate without a restart).
 * Outgoing TLS: ``GET|PUT /api/v1/outgoing-tls``, ``POST /api/v1/outgoing-tls/reset``,
   ``GET /api/v1/outgoing-tls/usage`` (docs/admin-api.md; applying restarts the outgoing client).
+  What is applied or reset is written to the store before the answer (not batched), so it
+  survives a restart when the UEM has a state directory; usage stays in memory.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import base64
 import binascii
 import json
 import logging
+import sqlite3
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -54,10 +57,23 @@ from uem_sim.events import (
 )
 from uem_sim.model import DAY, AdminAction, EasRecord, RegisteredDevice, User
 from uem_sim.outgoing_client import OutgoingClient
-from uem_sim.outgoing_tls import OutgoingTlsSettings, catalogue
+from uem_sim.outgoing_tls import (
+    SOURCE_MEMORY,
+    SOURCE_STORED,
+    SOURCE_UNSTORED,
+    OutgoingTlsSettings,
+    SettingsOrigin,
+    catalogue,
+)
 from uem_sim.registry import GROUPS, group_of
 from uem_sim.service import Uem
-from uem_sim.store import device_to_dict, override_to_dict, policy_to_dict, rule_to_dict
+from uem_sim.store import (
+    StoredOutgoingTls,
+    device_to_dict,
+    override_to_dict,
+    policy_to_dict,
+    rule_to_dict,
+)
 from uem_sim.tls import PORTS, UemTls
 
 log = logging.getLogger("uem_sim.handlers")
@@ -560,6 +576,8 @@ def outgoing_view(client: OutgoingClient) -> dict[str, Any]:
         "trust": "system store" if client.trust_pem is None else "configured roots",
         "generation": client.generation,
         "unavailable_for_s": round(client.unavailable_for(), 3),
+        "source": client.origin.source,
+        "source_problem": client.origin.problem,
     }
 
 
@@ -568,12 +586,30 @@ async def get_outgoing_tls(request: web.Request) -> web.Response:
 
 
 async def _apply_outgoing(request: web.Request, settings: OutgoingTlsSettings, what: str) -> None:
+    """Apply (restarting the outgoing client), then store at once: durable when we answer."""
     client = request.app[OUTGOING]
-    await client.apply(settings)
     uem = request.app[UEM]
+    store = uem.store
+    await client.apply(
+        settings, origin=SettingsOrigin(SOURCE_STORED if store.persistent else SOURCE_MEMORY)
+    )
     uem.events.emit(
         AdminChanged(at=uem.now(), what=what, target=", ".join(s.iana for s in settings.selected))
     )
+    try:
+        store.save_outgoing_tls(StoredOutgoingTls(settings, client.generation, uem.now()))
+    except sqlite3.Error as exc:
+        problem = (
+            f"outgoing TLS settings applied but not stored in {store.path}: {exc}; a restart "
+            "goes back to the stored settings or the config"
+        )
+        client.origin = SettingsOrigin(SOURCE_UNSTORED, problem)
+        log.error("%s", problem)
+        raise UemError(
+            problem,
+            http_status=500,
+            hint="check that the state directory is writable and has space, then apply again",
+        ) from None
 
 
 async def put_outgoing_tls(request: web.Request) -> web.Response:

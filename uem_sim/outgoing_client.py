@@ -25,6 +25,10 @@ Theory of operation:
   ``restart_s`` seconds on the injected clock: Core restarts its outgoing client to apply
   outgoing SSL changes and is briefly unable to reach external servers. ``OutgoingTlsApplied``
   says so; the pusher's backoff redelivers whatever failed meanwhile.
+- ``origin`` and ``generation`` are for the admin view only: where the settings in effect came
+  from (config, the store, an apply) and how many times settings were applied. The client
+  neither reads nor writes the store: ``uem_sim.app`` picks the start-up settings and
+  ``uem_sim.handlers`` stores what is applied.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from uem_sim.events import EventBus, OutgoingTlsApplied, OutgoingTlsFailed
 from uem_sim.outgoing_tls import (
     CipherSuite,
     OutgoingTlsSettings,
+    SettingsOrigin,
     legacy_probe_context,
     outgoing_context,
     probe_context,
@@ -128,6 +133,8 @@ class OutgoingClient:
         trust_pem: bytes | None = None,
         restart_s: float = RESTART_S,
         usage: TlsUsage | None = None,
+        generation: int = 0,
+        origin: SettingsOrigin | None = None,
     ) -> None:
         self._settings = settings
         self._context = outgoing_context(settings, trust_pem)
@@ -138,7 +145,9 @@ class OutgoingClient:
         self.usage = usage if usage is not None else TlsUsage(clock.now())
         self._session: aiohttp.ClientSession | None = None
         self._unavailable_until = -1.0
-        self._generation = 0
+        self._generation = generation
+        #: Where the settings in effect came from (admin view); the shell updates it.
+        self.origin = origin if origin is not None else SettingsOrigin()
         #: (endpoint, error) already diagnosed in this generation -> diagnosis.
         self._diagnosed: dict[tuple[str, str], _Diagnosis] = {}
         self._closed = False
@@ -153,7 +162,8 @@ class OutgoingClient:
 
     @property
     def generation(self) -> int:
-        """How many times settings were applied (0: the start-up settings)."""
+        """How many times settings were applied (0: never; continues from the stored count
+        when the start-up settings came from the store)."""
         return self._generation
 
     def unavailable_for(self) -> float:
@@ -292,11 +302,16 @@ class OutgoingClient:
             None,
         )
 
-    async def apply(self, settings: OutgoingTlsSettings) -> None:
-        """Use ``settings`` from now on: restart the client (module docstring)."""
+    async def apply(
+        self, settings: OutgoingTlsSettings, *, origin: SettingsOrigin | None = None
+    ) -> None:
+        """Use ``settings`` from now on: restart the client (module docstring). ``origin``
+        (default: unchanged) is what the admin view says about where they came from."""
         context = outgoing_context(settings, self._trust_pem)
         old, self._session = self._session, None
         self._settings = settings
+        if origin is not None:
+            self.origin = origin
         self._context = context
         self._generation += 1
         self._diagnosed.clear()

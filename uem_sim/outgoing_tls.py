@@ -290,6 +290,27 @@ class OutgoingTlsSettings:
         }
 
 
+#: ``source`` of ``GET /api/v1/outgoing-tls``: the config file's ``uem.outgoing_tls`` (or the
+#: default when it has none).
+SOURCE_CONFIG: Final = "config"
+#: Applied or reset through the admin API and written to ``<state_dir>/uem.sqlite3``; also what
+#: a start-up that found stored settings says.
+SOURCE_STORED: Final = "admin API (stored)"
+#: Applied through the admin API on a UEM without a state directory: lost on restart.
+SOURCE_MEMORY: Final = "admin API (in memory: no state directory, lost on restart)"
+#: Applied through the admin API, but writing them to the store failed.
+SOURCE_UNSTORED: Final = "admin API (not stored: lost on restart)"
+
+
+@attrs.frozen
+class SettingsOrigin:
+    """Where the settings in effect came from (one of the ``SOURCE_*`` texts), and what went
+    wrong with the stored settings (start-up) or with storing them (apply), if anything."""
+
+    source: str = SOURCE_CONFIG
+    problem: str | None = None
+
+
 def parse_disabled_protocols(value: object, path: str) -> tuple[str, ...]:
     """``disabled_protocols`` (API): may only be empty; TLS 1.2 cannot be disabled."""
     if not isinstance(value, list | tuple):

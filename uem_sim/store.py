@@ -14,6 +14,17 @@ of one per report. ``close`` flushes first: a clean stop loses nothing. A crash 
 power loss) loses the deltas staged since the last flush; docs/performance.md says so.
 ``save`` stages and flushes at once. A fresh database (no ``version`` row) loads as ``None``
 and the UEM seeds from its config.
+
+Admin settings (``admin_settings``, one row per setting, today only ``outgoing_tls``: the
+outgoing TLS selection applied through the admin API) are rare writes that must be durable
+when the API answers: ``save_outgoing_tls`` writes its row at once in its own transaction,
+with ``synchronous=FULL`` for that commit (the WAL is synced before it returns), never
+through the staged batch. ``load_outgoing_tls`` validates the row against this version's
+suite catalogue and raises ``OutgoingTlsError`` naming the database and the entry when it
+no longer fits; the caller falls back to its config.
+
+Schema changes are additive: every table is ``CREATE TABLE IF NOT EXISTS``, so opening an
+older database adds the tables it lacks.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from uem_sim.model import (
     UemPolicy,
     User,
 )
+from uem_sim.outgoing_tls import OutgoingTlsError, OutgoingTlsSettings
 from uem_sim.registry import Delta, Snapshot
 
 #: File name of the database inside the state directory.
@@ -53,7 +65,10 @@ CREATE TABLE IF NOT EXISTS records (
     mailbox TEXT NOT NULL, device_id TEXT NOT NULL, data TEXT NOT NULL,
     PRIMARY KEY (mailbox, device_id));
 CREATE TABLE IF NOT EXISTS gatekeepers (gatekeeper_id TEXT PRIMARY KEY, push_url TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS admin_settings (name TEXT PRIMARY KEY, data TEXT NOT NULL);
 """
+#: ``admin_settings.name`` of the outgoing TLS selection.
+OUTGOING_TLS_ROW: Final = "outgoing_tls"
 
 
 # --- codec: model values <-> JSON-able dicts ---
@@ -232,6 +247,45 @@ def policy_from_dict(d: dict[str, Any]) -> UemPolicy:
     )
 
 
+@attrs.frozen
+class StoredOutgoingTls:
+    """The outgoing TLS settings last applied (or reset) through the admin API."""
+
+    settings: OutgoingTlsSettings
+    #: How many times settings were applied through the admin API (the view's ``generation``).
+    applied: int
+    #: UEM clock time of that apply.
+    at: float
+
+
+def outgoing_tls_to_dict(stored: StoredOutgoingTls) -> dict[str, Any]:
+    return {
+        "selected_ciphers": [s.iana for s in stored.settings.selected],
+        "disabled_ciphers": [s.iana for s in stored.settings.disabled],
+        "applied": stored.applied,
+        "at": stored.at,
+    }
+
+
+def outgoing_tls_from_dict(d: object, path: str) -> StoredOutgoingTls:
+    """Validate a stored row (this version's catalogue; a suite added since the row was
+    written is disabled). Raises ``OutgoingTlsError`` naming ``path`` and the entry."""
+    if not isinstance(d, dict):
+        raise OutgoingTlsError(path, f"expected a JSON object, got {type(d).__name__}")
+    for key in ("selected_ciphers", "disabled_ciphers", "applied", "at"):
+        if key not in d:
+            raise OutgoingTlsError(path, f"missing {key!r}")
+    applied, at = d["applied"], d["at"]
+    if not isinstance(applied, int) or isinstance(applied, bool) or applied < 0:
+        raise OutgoingTlsError(f"{path}.applied", f"expected a count, got {applied!r}")
+    if not isinstance(at, int | float) or isinstance(at, bool):
+        raise OutgoingTlsError(f"{path}.at", f"expected a time, got {at!r}")
+    settings = OutgoingTlsSettings.from_lists(
+        d["selected_ciphers"], d["disabled_ciphers"], path=path
+    )
+    return StoredOutgoingTls(settings=settings, applied=applied, at=float(at))
+
+
 #: One encoder for every row (the codec builds its dicts in a fixed order: no sorting needed).
 _ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
@@ -257,6 +311,41 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+
+    @property
+    def persistent(self) -> bool:
+        """Whether what is written survives a restart (a state directory, not ``:memory:``)."""
+        return self.path != ":memory:"
+
+    def save_outgoing_tls(self, stored: StoredOutgoingTls) -> None:
+        """Write the outgoing TLS row now, durably (module docstring); the staged batch is
+        untouched. Raises ``sqlite3.Error`` if the write fails."""
+        if self._closed:
+            raise sqlite3.ProgrammingError(f"the UEM store {self.path} is closed")
+        row = (OUTGOING_TLS_ROW, _dump(outgoing_tls_to_dict(stored)))
+        db = self._db
+        if self.persistent:
+            db.execute("PRAGMA synchronous=FULL")
+        try:
+            db.execute("INSERT OR REPLACE INTO admin_settings VALUES (?, ?)", row)
+        finally:
+            if self.persistent:
+                db.execute("PRAGMA synchronous=NORMAL")
+
+    def load_outgoing_tls(self) -> StoredOutgoingTls | None:
+        """The stored outgoing TLS settings, None when none were ever applied; raises
+        ``OutgoingTlsError`` for a row this version cannot use."""
+        found = self._db.execute(
+            "SELECT data FROM admin_settings WHERE name = ?", (OUTGOING_TLS_ROW,)
+        ).fetchone()
+        if found is None:
+            return None
+        path = f"{self.path}: admin_settings.{OUTGOING_TLS_ROW}"
+        try:
+            data = json.loads(found[0])
+        except (TypeError, ValueError) as exc:
+            raise OutgoingTlsError(path, f"not valid JSON ({exc})") from None
+        return outgoing_tls_from_dict(data, path)
 
     def close(self) -> None:
         """Write what is staged, then close: nothing staged is lost on a clean stop."""

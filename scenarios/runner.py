@@ -25,6 +25,9 @@ Theory of operation:
   gatekeeper with a push URL its admin app refuses, so the UEM's pushes to it fail (and are
   retried on the clock) until ``push_up`` registers the real one again: its cache serves the
   stale decision until a push or a resync gets through.
+- A phone with ``client_certificate:`` gets an identity from the lab's CA
+  (``Lab.device_identity``) when it is first used and presents it on the gatekeeper's device
+  port (mutual TLS); the others trust the lab's root and present nothing.
 - Every event of the gatekeeper(s) and the UEM, every phone exchange and every step is kept
   in the result's ``trace`` (the Mermaid sequence diagram is drawn from it).
 - A failed expectation is recorded and the scenario goes on; a step that cannot run (an admin
@@ -57,7 +60,7 @@ from device_sim.client import (
     Sync,
 )
 from device_sim.client import Step as ClientStep
-from device_sim.shell import AiohttpTransport, DeviceRunner, ScriptReport
+from device_sim.shell import AiohttpTransport, DeviceRunner, DeviceTls, ScriptReport, TlsSetupError
 from device_sim.wire import DeviceIdentity
 from exchange_sim.config import UserConfig
 from exchange_sim.faults import FAULTS_PATH as EXCHANGE_FAULTS_PATH
@@ -83,6 +86,7 @@ from scenarios.spec_steps import (
     ChangePolicy,
     CheckIn,
     ClearFaults,
+    ClientCertificate,
     ComplianceCheck,
     DeviceAction,
     DeviceSpec,
@@ -123,6 +127,17 @@ REGISTER_WAIT_S: Final = 5.0
 DISABLED_PUSH_PATH: Final = "/uem/push/disabled-by-scenario"
 #: How the narration names the servers a fault plan is set on.
 _FAULT_NAMES: Final[Mapping[str, str]] = {"uem": "UEM", "exchange": "Exchange"}
+#: What a phone in a TLS lab is told when the TLS handshake goes wrong.
+CA_HINT: Final = "the scenario's phones trust only the lab's root"
+#: ... when the gatekeeper closes the connection on a phone without a client certificate.
+NO_CLIENT_CERT_HINT: Final = (
+    "the gatekeeper requires a client certificate (lab.tls.client_certificates) and this phone "
+    "holds none: give it client_certificate: {user: ..., device_id: ...} under devices:"
+)
+#: ... when it closes the connection on a phone with one (not from the lab's CA?).
+CLIENT_CERT_HINT: Final = (
+    "the gatekeeper refused the phone's client certificate in the TLS handshake"
+)
 #: What a phone runs for each device step.
 FIRST_CONNECTION: Final[tuple[ClientStep, ...]] = (Options(), Provision(), FolderSync(), Sync())
 
@@ -808,15 +823,38 @@ class _Run:
                 user_agent=spec.user_agent,
                 quirks=spec.quirks,
             )
+            tls = self._phone_tls(name, spec.client_certificate)
             runner = DeviceRunner(
                 DeviceClient(identity),
-                AiohttpTransport(self._lab().session, gatekeeper.url),
+                AiohttpTransport(self._lab().session, gatekeeper.url, tls=tls),
                 _PhoneClock(self.clock),
                 on_result=self._on_result(name),
                 request_timeout=DEVICE_STEP_TIMEOUT_S,
             )
             phone = self.phones[name] = _Phone(spec, runner)
         return phone
+
+    def _phone_tls(self, name: str, certificate: ClientCertificate | None) -> DeviceTls | None:
+        """In a TLS lab: trust only the lab's root and present ``certificate``, issued now by
+        the lab's CA (the file was checked to run in a lab that asks for one). None without
+        TLS: the phone speaks plain http."""
+        lab = self._lab()
+        root = lab.tls_root_pem
+        if root is None:
+            if certificate is not None:
+                raise StepError(f"{name}: a client certificate needs a TLS lab (set lab.tls)")
+            return None
+        try:
+            if certificate is None:
+                return DeviceTls.from_root(root, ca_hint=CA_HINT, client_hint=NO_CLIENT_CERT_HINT)
+            issued = lab.device_identity(certificate.user, certificate.device_id)
+            tls = DeviceTls.from_root(
+                root, identity=issued, ca_hint=CA_HINT, client_hint=CLIENT_CERT_HINT
+            )
+        except (LabError, TlsSetupError) as exc:
+            raise StepError(f"{name}: TLS: {exc}") from None
+        self._say(f"{name} presents a client certificate for {certificate.label}")
+        return tls
 
     async def _finish_ping(self, phone: _Phone) -> bool:
         """Wait (bounded) for a held Ping of ``phone``; False if it is still held."""

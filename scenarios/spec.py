@@ -18,7 +18,9 @@ Theory of operation:
    name that file), then with the overrides (errors name ``lab_overrides``).
 3. Devices are parsed first (names, ids, protocol), then the steps (which may name only
    declared devices), then each phone's password is taken from its user in the lab, or from an
-   ``add_user`` step, unless the phone sets one.
+   ``add_user`` step, unless the phone sets one. A phone's ``client_certificate:`` (mutual
+   TLS) is checked against the effective lab: it needs TLS and a gatekeeper that asks for
+   client certificates (``lab.tls.client_certificates``).
 4. Every step is a one-key mapping: the key is the kind, the value its argument, either a
    scalar shorthand (``- connect: alice-phone``, ``- advance: 25h``, ``- uem: down``) or a
    mapping (``- ping: {device: alice-phone, heartbeat: 300}``).
@@ -37,6 +39,8 @@ from activesync.versions import ProtocolVersion
 from device_sim.wire import QueryForm, Quirk
 from exchange_sim.faults import ExchangeFaults
 from labfaults import FaultControl, FaultError
+from labpki import ClientCertMode
+from labpki.hierarchy import MAX_COMMON_NAME
 from scenarios.lab import TOP_LEVEL_KEYS, LabConfig, LabConfigError
 from scenarios.spec_read import (
     MAX_DEPTH,
@@ -65,6 +69,7 @@ from scenarios.spec_steps import (
     ChangePolicy,
     CheckIn,
     ClearFaults,
+    ClientCertificate,
     ComplianceCheck,
     CounterExpectation,
     DeviceAction,
@@ -129,7 +134,10 @@ DEVICE_KEYS: Final = (
     "os",
     "user_agent",
     "gatekeeper",
+    "client_certificate",
 )
+#: Keys of a device's ``client_certificate:`` mapping.
+CLIENT_CERTIFICATE_KEYS: Final = ("user", "device_id")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _DEVICE_ID = re.compile(r"[A-Za-z0-9]{1,32}")
@@ -267,6 +275,12 @@ def validate_lab(mapping: object, source: str, prefix: str) -> tuple[LabUser, ..
 
     Errors name ``source`` and the key path under ``prefix`` (``lab.uem.devices[2].user``).
     """
+    config = _lab_config(mapping, source, prefix)
+    return tuple(LabUser(u.name, u.email, u.password) for u in config.users)
+
+
+def _lab_config(mapping: object, source: str, prefix: str) -> LabConfig:
+    """``validate_lab``'s check, returning the whole effective ``LabConfig``."""
     fields = Fields(source)
     top = fields.mapping({} if mapping is None else mapping, prefix, LAB_SECTIONS)
     try:
@@ -279,7 +293,7 @@ def validate_lab(mapping: object, source: str, prefix: str) -> tuple[LabUser, ..
         raise ScenarioError(source, join_path(prefix, path) if path else prefix, problem) from None
     except (TypeError, ValueError) as exc:
         raise ScenarioError(source, prefix, str(exc)) from None
-    return tuple(LabUser(u.name, u.email, u.password) for u in config.users)
+    return config
 
 
 @attrs.define(eq=False)
@@ -292,6 +306,10 @@ class _Parser:
     devices: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     added_users: list[LabUser] = attrs.field(factory=list)
     gatekeepers: int = 1
+    #: Whether the lab speaks TLS (``lab.tls``), and whether its gatekeeper asks phones for
+    #: client certificates (the effective ``sentry.tls.device.client_certificates``).
+    lab_tls: bool = False
+    client_cert_mode: ClientCertMode = ClientCertMode.OFF
 
     # --- top level ---
 
@@ -366,7 +384,10 @@ class _Parser:
         if overrides:
             f.mapping(overrides, "lab_overrides", LAB_SECTIONS)
         merged = deep_merge(base_map, overrides)
-        users = validate_lab(merged, f.source, prefix)
+        config = _lab_config(merged, f.source, prefix)
+        users = tuple(LabUser(u.name, u.email, u.password) for u in config.users)
+        self.lab_tls = config.lab.tls.enabled
+        self.client_cert_mode = config.sentry.tls.device.client_certificates
         spec = LabSpec(
             mapping=self.frozen(merged, "lab"),
             file=lab_file,
@@ -444,7 +465,59 @@ class _Parser:
                 spec[text_key] = value
         if "gatekeeper" in obj:
             spec["gatekeeper"] = self.gatekeeper_number(obj["gatekeeper"], f"{path}.gatekeeper")
+        if "client_certificate" in obj:
+            certificate = self.client_certificate(
+                obj["client_certificate"], f"{path}.client_certificate"
+            )
+            if certificate is not None:
+                spec["client_certificate"] = certificate
         self.devices[device_name] = spec
+
+    def client_certificate(self, value: object, path: str) -> ClientCertificate | None:
+        """``none`` (or null): the phone holds no certificate; ``{user: U, device_id: D}``: the
+        lab's CA issues one for U (and device D; without it, for any device of U). A
+        certificate needs a lab whose gatekeeper asks for one."""
+        f = self.fields
+        if value is None or value == "none":
+            return None
+        if not isinstance(value, Mapping):
+            raise f.fail(
+                path,
+                f"expected none or a mapping like {{user: alice, device_id: ALICEIPHONE01}}, "
+                f"got {show(value)}",
+            )
+        obj = f.mapping(value, path, CLIENT_CERTIFICATE_KEYS, required=("user",))
+        user = f.string(
+            obj["user"],
+            f"{path}.user",
+            pattern=_USER,
+            what="a user's login (the certificate's subject CN)",
+            max_len=MAX_COMMON_NAME,
+        )
+        device_id = None
+        if "device_id" in obj:
+            device_id = f.string(
+                obj["device_id"],
+                f"{path}.device_id",
+                pattern=_DEVICE_ID,
+                what="an EAS DeviceId of 1-32 letters or digits (leave it out for a certificate "
+                "valid for every device of the user)",
+            )
+        if not self.lab_tls:
+            raise f.fail(
+                path,
+                "a client certificate needs a TLS lab, and this lab runs without TLS",
+                "set lab.tls: {client_certificates: required} (or optional), e.g. under "
+                "lab_overrides: {lab: {tls: {client_certificates: required}}}",
+            )
+        if self.client_cert_mode is ClientCertMode.OFF:
+            raise f.fail(
+                path,
+                "the gatekeeper does not ask for client certificates (client_certificates is "
+                "off), so the phone would never present this one",
+                "set lab.tls: {client_certificates: required} (or optional)",
+            )
+        return ClientCertificate(user, device_id)
 
     def gatekeeper_number(self, value: object, path: str) -> int:
         """1..``gatekeepers`` (the scenario's top-level ``gatekeepers:``, default 1)."""

@@ -116,6 +116,25 @@ COUNTERS: Final[Mapping[str, str]] = MappingProxyType(
 # --- devices and records ------------------------------------------------------------------------
 
 
+@attrs.frozen
+class ClientCertificate:
+    """A phone's client certificate for mutual TLS (``client_certificate:`` of a device).
+
+    The runner has the lab's CA issue it when the phone is first used
+    (``Lab.device_identity(user, device_id)``): subject CN ``user`` and, with ``device_id``,
+    the SAN URI ``urn:sentry-sim:device:<device_id>``; without it the certificate stands for
+    every device of ``user``. It need not match the phone's own user and device: that is how a
+    scenario shows a borrowed certificate being refused.
+    """
+
+    user: str
+    device_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.user + (f" (device {self.device_id})" if self.device_id else " (any device)")
+
+
 @attrs.frozen(kw_only=True)
 class DeviceSpec:
     """A named simulated phone (``devices:`` of the scenario)."""
@@ -133,6 +152,8 @@ class DeviceSpec:
     user_agent: str = "sentry-sim-device/1.0"
     #: Which of the scenario's gatekeepers the phone talks to (1 = the lab's own).
     gatekeeper: int = 1
+    #: The certificate it presents for mutual TLS (None: it holds none).
+    client_certificate: ClientCertificate | None = None
 
     @property
     def ref(self) -> RecordRef:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
@@ -94,6 +96,23 @@ def _event_loop_run(profile: Profile, progress: ProgressLine | None) -> RunResul
     return asyncio.run(_run(profile, progress))
 
 
+@contextlib.contextmanager
+def quiet_actor_logs() -> Iterator[None]:
+    """Only errors from the root logger while a run lasts, then the level it had before.
+
+    The actors log every refused connection during a UEM outage; the run's report tells that
+    story. Restoring the level keeps a caller's logging (a test's, an embedding program's)
+    as it was.
+    """
+    root = logging.getLogger()
+    before = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(before)
+
+
 def duration_arg(text: str) -> float:
     """An argparse ``type``: seconds from ``10s``/``250ms``/``2m`` (``loadtest.units``)."""
     try:
@@ -129,11 +148,10 @@ def handle(args: argparse.Namespace) -> int:
         Path(args.write_lab_config).write_text(text, encoding="utf-8")
         print(f"wrote the lab config for {profile.name}'s population to {args.write_lab_config}")
         return 0
-    # The actors log every refused connection during a UEM outage; the report tells the story.
-    logging.getLogger().setLevel(logging.ERROR)
     progress = None if args.quiet else ProgressLine.for_stream(sys.stderr)
     try:
-        result = _event_loop_run(profile, progress)
+        with quiet_actor_logs():
+            result = _event_loop_run(profile, progress)
     except (GeneratorError, TargetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(Verdict.INVALID)

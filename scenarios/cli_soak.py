@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from loadtest.soak import (
 )
 from loadtest.target import Target, TargetError, read_ready_file
 from loadtest.thresholds import Check, evaluate
-from scenarios.cli_load import LabFaults, duration_arg, lab_for, rate_arg
+from scenarios.cli_load import LabFaults, duration_arg, lab_for, quiet_actor_logs, rate_arg
 from scenarios.lab import LabConfigError, LabError
 
 DEFAULT_PROFILE = "morning_rush"
@@ -201,11 +200,11 @@ def handle(args: argparse.Namespace) -> int:
         return int(Verdict.INVALID)
     in_process = profile.target.kind is TargetKind.LAB
     pid = None if in_process else args.pid
-    logging.getLogger().setLevel(logging.ERROR)
     progress = None if args.quiet else ProgressLine.for_stream(sys.stderr)
     sampler = Sampler(interval_s, pid, progress)
     try:
-        result, target = _event_loop_run(profile, sampler, args.ready_file)
+        with quiet_actor_logs():
+            result, target = _event_loop_run(profile, sampler, args.ready_file)
     except (GeneratorError, TargetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(Verdict.INVALID)

@@ -6,13 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import attrs
-from aiohttp import web
-
-from scenarios.serving import start_site
 from simclock import SystemClock
-from uem_sim import contract
-from uem_sim.contract import AccessState, ActiveSyncPolicy, DecisionMessage, PushMessage
+from tests.uem_sim.fakes import push_receiver
+from uem_sim.contract import AccessState, ActiveSyncPolicy, DecisionMessage
 from uem_sim.events import EventBus
 from uem_sim.outgoing_client import OutgoingClient
 from uem_sim.outgoing_tls import OutgoingTlsSettings
@@ -35,36 +31,6 @@ def decision(user: str, device_id: str, version: int, state: AccessState) -> Dec
     )
 
 
-@attrs.define
-class Receiver:
-    """A stand-in for one gatekeeper's push listener: records every batch it gets."""
-
-    received: list[PushMessage] = attrs.field(factory=list)
-    arrived: asyncio.Event = attrs.field(factory=asyncio.Event)
-
-    async def push(self, request: web.Request) -> web.Response:
-        self.received.append(contract.from_json(PushMessage, await request.read()))
-        self.arrived.set()
-        return web.Response(status=204)
-
-    async def next_batch(self) -> PushMessage:
-        await asyncio.wait_for(self.arrived.wait(), 2.0)
-        self.arrived.clear()
-        return self.received[-1]
-
-
-@contextlib.asynccontextmanager
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    box = Receiver()
-    app = web.Application()
-    app.router.add_post("/push", box.push)
-    site = await start_site(app)
-    try:
-        yield box, f"{site.url}/push"
-    finally:
-        await site.stop()
-
-
 @contextlib.asynccontextmanager
 async def pusher() -> AsyncIterator[tuple[Pusher, EventBus]]:
     clock = SystemClock()
@@ -81,8 +47,8 @@ async def pusher() -> AsyncIterator[tuple[Pusher, EventBus]]:
 async def test_skip_leaves_the_record_out_for_that_gatekeeper_only() -> None:
     async with (
         asyncio.timeout(10),
-        receiver() as (gk1, url1),
-        receiver() as (gk2, url2),
+        push_receiver() as (gk1, url1),
+        push_receiver() as (gk2, url2),
         pusher() as (push, _),
     ):
         push.register("gk1", url1)
@@ -102,7 +68,7 @@ async def test_skip_leaves_the_record_out_for_that_gatekeeper_only() -> None:
 
 
 async def test_skip_keeps_the_other_records_of_the_batch() -> None:
-    async with asyncio.timeout(10), receiver() as (gk1, url1), pusher() as (push, _):
+    async with asyncio.timeout(10), push_receiver() as (gk1, url1), pusher() as (push, _):
         push.register("gk1", url1)
         records = [
             decision("alice", "Phone1", 1, AccessState.ALLOW),
@@ -117,7 +83,7 @@ async def test_skip_keeps_the_other_records_of_the_batch() -> None:
 async def test_skip_drops_an_older_pending_decision_for_the_same_record() -> None:
     # Both publishes land in the outbox before the worker runs: the older ALLOW must not reach
     # gk1 after gk1 got the newer BLOCK in the answer to its own report.
-    async with asyncio.timeout(10), receiver() as (gk1, url1), pusher() as (push, _):
+    async with asyncio.timeout(10), push_receiver() as (gk1, url1), pusher() as (push, _):
         push.register("gk1", url1)
         push.publish(0, 1, [decision("alice", "Phone1", 1, AccessState.ALLOW)])
         push.publish(
@@ -134,7 +100,7 @@ async def test_skip_drops_an_older_pending_decision_for_the_same_record() -> Non
 
 
 async def test_skip_for_an_unknown_gatekeeper_changes_nothing() -> None:
-    async with asyncio.timeout(10), receiver() as (gk1, url1), pusher() as (push, _):
+    async with asyncio.timeout(10), push_receiver() as (gk1, url1), pusher() as (push, _):
         push.register("gk1", url1)
         alice = decision("alice", "Phone1", 1, AccessState.ALLOW)
         push.publish(0, 1, [alice], skip=("gk-other", alice.key))

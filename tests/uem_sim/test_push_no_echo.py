@@ -4,19 +4,16 @@ gatekeepers get it, and other records the report changed reach every gatekeeper.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import aiohttp
-import attrs
-from aiohttp import web
 
 from scenarios.serving import start_site
 from simclock import ManualClock
+from tests.uem_sim.fakes import push_receiver
 from uem_sim import contract
 from uem_sim.app import make_app
 from uem_sim.config import UemConfig
-from uem_sim.contract import AccessState, DecisionMessage, PushMessage, Reason, ReportRequest
+from uem_sim.contract import AccessState, DecisionMessage, Reason, ReportRequest
 from uem_sim.model import DAY
 
 NOW = 1_767_225_600.0
@@ -31,41 +28,13 @@ LAB = {
 }
 
 
-@attrs.define
-class PushListener:
-    """Stands in for one gatekeeper's push port: keeps what arrives."""
-
-    received: list[PushMessage] = attrs.field(factory=list)
-    arrived: asyncio.Event = attrs.field(factory=asyncio.Event)
-
-    async def push(self, request: web.Request) -> web.Response:
-        self.received.append(contract.from_json(PushMessage, await request.read()))
-        self.arrived.set()
-        return web.Response(status=204)
-
-    def records(self) -> list[DecisionMessage]:
-        return [r for m in self.received for r in m.records]
-
-
-@contextlib.asynccontextmanager
-async def listener() -> AsyncIterator[tuple[PushListener, str]]:
-    gk = PushListener()
-    app = web.Application()
-    app.router.add_post("/push", gk.push)
-    site = await start_site(app)
-    try:
-        yield gk, f"{site.url}/push"
-    finally:
-        await site.stop()
-
-
 async def test_the_reporter_gets_its_decision_in_the_answer_and_others_by_push() -> None:
     clock = ManualClock(NOW)
     app = make_app(UemConfig.from_mapping(LAB), clock=clock, admin_token="t")
     async with (
         asyncio.timeout(10),
-        listener() as (gk1, url1),
-        listener() as (gk2, url2),
+        push_receiver() as (gk1, url1),
+        push_receiver() as (gk2, url2),
         aiohttp.ClientSession() as http,
     ):
         site = await start_site(app)
